@@ -1,0 +1,68 @@
+#include "common/test_util.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "core/check.h"
+
+namespace fs = std::filesystem;
+
+namespace vi::test {
+
+std::string reference_dir() {
+  const char* env = std::getenv("VI_REFERENCE_DIR");
+  std::string dir = env && *env ? env : VI_REFERENCE_DIR_DEFAULT;
+  VI_CHECK(fs::is_directory(dir), "reference data not found at '{}' (set VI_REFERENCE_DIR)", dir);
+  return dir;
+}
+
+std::string golden_dir() { return reference_dir() + "/golden/tiny"; }
+std::string tiny_model_dir() { return reference_dir() + "/models/tiny/cerspense/zeroscope_v2_576w"; }
+std::string tiny_unet_dir() { return reference_dir() + "/models/tiny/adamdad/videocrafterv2_diffusers"; }
+std::string binary_path() { return VI_BINARY_PATH; }
+std::string source_dir() { return VI_SOURCE_DIR; }
+
+std::string make_temp_dir(const std::string& tag) {
+  std::random_device rd;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    fs::path dir = fs::temp_directory_path() / ("vi-test-" + tag + "-" + std::to_string(rd()));
+    if (fs::create_directory(dir)) return dir.string();
+  }
+  VI_FAIL("could not create a temporary directory for '{}'", tag);
+}
+
+double max_abs_error(const at::Tensor& out, const at::Tensor& ref) {
+  VI_CHECK(out.sizes() == ref.sizes(), "shape mismatch: {} vs {}", out.sizes(), ref.sizes());
+  return (out.to(at::kDouble).cpu() - ref.to(at::kDouble).cpu()).abs().max().item<double>();
+}
+
+double rel_error(const at::Tensor& out, const at::Tensor& ref) {
+  double denom = ref.to(at::kDouble).abs().max().item<double>();
+  return max_abs_error(out, ref) / (denom > 0 ? denom : 1.0);
+}
+
+at::Tensor golden(const std::string& file, const std::string& name) {
+  core::SafetensorsFile f(file.front() == '/' ? file : golden_dir() + "/" + file);
+  return f.tensor(name).clone();
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  VI_CHECK(out.good(), "cannot write '{}'", path);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  VI_CHECK(in.good(), "cannot read '{}'", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace vi::test

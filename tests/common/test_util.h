@@ -1,0 +1,34 @@
+// Helpers shared by the tests: where the reference data is, golden tensors, error measures.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+
+#include "core/safetensors.h"
+
+namespace vi::test {
+
+// ../shared/reference (VI_REFERENCE_DIR overrides). Tests that need it fail loudly when absent.
+std::string reference_dir();
+std::string golden_dir();           // reference_dir()/golden/tiny
+std::string tiny_model_dir();       // reference_dir()/models/tiny/cerspense/zeroscope_v2_576w
+std::string tiny_unet_dir();        // reference_dir()/models/tiny/adamdad/videocrafterv2_diffusers
+std::string binary_path();          // the built video-infinity binary
+std::string source_dir();
+
+// A fresh empty directory under the system temp dir, removed by the caller (or left for debugging).
+std::string make_temp_dir(const std::string& tag);
+
+// max |out - ref| / max |ref| in double precision (shapes must match).
+double rel_error(const at::Tensor& out, const at::Tensor& ref);
+double max_abs_error(const at::Tensor& out, const at::Tensor& ref);
+
+// Loads one tensor of a golden file as a CPU float/int tensor (a copy).
+at::Tensor golden(const std::string& file, const std::string& name);
+
+// Writes bytes to a file (for malformed-input tests).
+void write_file(const std::string& path, const std::string& bytes);
+std::string read_file(const std::string& path);
+
+}  // namespace vi::test
