@@ -67,6 +67,22 @@ class JsonConfig {
   mutable std::set<std::string> read_;
 };
 
+#define VI_JSON_CONVERT_DECL(T) \
+  template <>              \
+  T JsonConfig::convert<T>(const std::string& key, const nlohmann::json& value) const;
+VI_JSON_CONVERT_DECL(bool)
+VI_JSON_CONVERT_DECL(int)
+VI_JSON_CONVERT_DECL(int64_t)
+VI_JSON_CONVERT_DECL(double)
+VI_JSON_CONVERT_DECL(float)
+VI_JSON_CONVERT_DECL(std::string)
+VI_JSON_CONVERT_DECL(nlohmann::json)
+VI_JSON_CONVERT_DECL(std::vector<int>)
+VI_JSON_CONVERT_DECL(std::vector<int64_t>)
+VI_JSON_CONVERT_DECL(std::vector<double>)
+VI_JSON_CONVERT_DECL(std::vector<std::string>)
+#undef VI_JSON_CONVERT_DECL
+
 // Supported T: bool, int, int64_t, double, float, std::string, std::vector<int>,
 // std::vector<int64_t>, std::vector<double>, std::vector<std::string>, nlohmann::json.
 // Integers are accepted for doubles; doubles with no fractional part are accepted for integers.
