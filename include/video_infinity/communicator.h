@@ -1,0 +1,82 @@
+// The communication layer clip parallelism runs on. Implementations are interchangeable:
+// a single-process one, MPI (CPU tensors) and NCCL (CUDA tensors, bootstrapped over MPI).
+// Every call is collective over the world unless said otherwise; tensors must have the same
+// shape and dtype on every rank.
+#pragma once
+
+#include <ATen/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace vi::parallel {
+
+// What a rank receives in a neighbour exchange. Undefined tensors at the ends of the line
+// (rank 0 has no left neighbour, rank N-1 no right one).
+struct Neighbors {
+  at::Tensor from_left;   // what rank-1 sent to its right (same shape as our to_right)
+  at::Tensor from_right;  // what rank+1 sent to its left  (same shape as our to_left)
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual std::string name() const = 0;     // "local", "mpi", "nccl"
+  virtual c10::Device device() const = 0;   // where its tensors must live
+
+  // Every rank's tensor concatenated along dim 0 in rank order: [world * n, ...].
+  virtual at::Tensor all_gather(const at::Tensor& tensor) = 0;
+  // Element-wise sum over ranks, in place.
+  virtual void all_reduce_sum(at::Tensor& tensor) = 0;
+  // Sends to_left to rank-1 and to_right to rank+1 and receives from both, in one call that
+  // cannot deadlock for any world size. Sends to a missing neighbour are skipped.
+  virtual Neighbors exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right) = 0;
+  // Overwrites `tensor` on every rank with root's.
+  virtual void broadcast(at::Tensor& tensor, int root) = 0;
+  virtual void barrier() = 0;
+
+  // Bytes this rank has sent to other ranks since construction or the last reset.
+  uint64_t bytes_sent() const { return bytes_sent_; }
+  void reset_bytes_sent() { bytes_sent_ = 0; }
+
+ protected:
+  void count_sent(uint64_t bytes) { bytes_sent_ += bytes; }
+
+ private:
+  uint64_t bytes_sent_ = 0;
+};
+
+// Where this process stands in the job: from MPI when the binary is built with it, else from
+// RANK / WORLD_SIZE / LOCAL_RANK (defaults 0 / 1 / 0).
+struct LaunchInfo {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;     // index among the ranks on this node (picks the GPU)
+  bool mpi = false;       // MPI is initialised and owns the world
+  std::string host;
+};
+
+// Initialises MPI when available (idempotent). Call once at the start of main.
+LaunchInfo init_launch(int* argc, char*** argv);
+// Finalises MPI if init_launch started it.
+void finalize_launch();
+// Ends every rank of the job with `code` (MPI_Abort under MPI, else std::exit).
+[[noreturn]] void abort_job(int code);
+
+// The communicator for `device`: local for a world of one, MPI for CPU tensors, NCCL for CUDA.
+std::unique_ptr<Communicator> make_communicator(const LaunchInfo& launch, c10::Device device);
+
+std::unique_ptr<Communicator> make_local_communicator(c10::Device device = c10::kCPU);
+// Throw when the binary was built without the library.
+std::unique_ptr<Communicator> make_mpi_communicator();
+std::unique_ptr<Communicator> make_nccl_communicator(const LaunchInfo& launch);
+
+bool built_with_mpi();
+bool built_with_nccl();
+
+}  // namespace vi::parallel

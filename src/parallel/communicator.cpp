@@ -1,0 +1,99 @@
+#include "video_infinity/communicator.h"
+
+#include <ATen/ATen.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "core/check.h"
+#include "parallel/launch.h"
+
+namespace vi::parallel {
+
+namespace {
+
+// The single-process world: every collective is the identity.
+class LocalCommunicator final : public Communicator {
+ public:
+  explicit LocalCommunicator(c10::Device device) : device_(device) {}
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  std::string name() const override { return "local"; }
+  c10::Device device() const override { return device_; }
+  at::Tensor all_gather(const at::Tensor& tensor) override { return tensor.clone(); }
+  void all_reduce_sum(at::Tensor&) override {}
+  Neighbors exchange_neighbors(const at::Tensor&, const at::Tensor&) override { return {}; }
+  void broadcast(at::Tensor&, int root) override {
+    VI_CHECK(root == 0, "broadcast: root {} outside a world of 1", root);
+  }
+  void barrier() override {}
+
+ private:
+  c10::Device device_;
+};
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  long x = std::strtol(v, &end, 10);
+  VI_CHECK(end && *end == '\0' && x >= 0 && x < (1 << 20), "environment variable {}='{}' is not a valid integer", name,
+           v);
+  return static_cast<int>(x);
+}
+
+}  // namespace
+
+std::string host_name() {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+LaunchInfo launch_from_environment() {
+  LaunchInfo info;
+  info.world_size = env_int("WORLD_SIZE", 1);
+  info.rank = env_int("RANK", 0);
+  info.local_rank = env_int("LOCAL_RANK", info.rank);
+  info.host = host_name();
+  VI_CHECK(info.world_size >= 1 && info.rank < info.world_size, "RANK={} is outside WORLD_SIZE={}", info.rank,
+           info.world_size);
+  return info;
+}
+
+std::unique_ptr<Communicator> make_local_communicator(c10::Device device) {
+  return std::make_unique<LocalCommunicator>(device);
+}
+
+std::unique_ptr<Communicator> make_communicator(const LaunchInfo& launch, c10::Device device) {
+  if (launch.world_size == 1) return make_local_communicator(device);
+  if (device.is_cuda()) return make_nccl_communicator(launch);
+  VI_CHECK(launch.mpi, "a world of {} ranks on CPU needs MPI, and this binary was built without it",
+           launch.world_size);
+  return make_mpi_communicator();
+}
+
+}  // namespace vi::parallel
+
+// Fallbacks for builds without the optional libraries.
+namespace vi::parallel {
+
+#ifndef VI_HAVE_MPI
+bool built_with_mpi() { return false; }
+LaunchInfo init_launch(int*, char***) { return launch_from_environment(); }
+void finalize_launch() {}
+[[noreturn]] void abort_job(int code) { std::exit(code); }
+std::unique_ptr<Communicator> make_mpi_communicator() {
+  VI_FAIL("this binary was built without MPI (configure with VI_WITH_MPI=ON and an MPI installed)");
+}
+#endif
+
+#ifndef VI_HAVE_NCCL
+bool built_with_nccl() { return false; }
+std::unique_ptr<Communicator> make_nccl_communicator(const LaunchInfo&) {
+  VI_FAIL("this binary was built without NCCL (configure with VI_WITH_NCCL=ON, the CUDA toolkit and NCCL)");
+}
+#endif
+
+}  // namespace vi::parallel

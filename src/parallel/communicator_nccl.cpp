@@ -1,0 +1,209 @@
+// NCCL: a communicator for CUDA tensors. MPI only bootstraps it (the unique id is broadcast,
+// the node-local rank picks the GPU); NCCL moves the data. Without MPI, a world of several
+// ranks shares the id through the file named by VI_NCCL_ID_FILE (rank 0 writes it).
+#include <ATen/ATen.h>
+#include <cuda_runtime.h>
+#include <nccl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "core/check.h"
+#include "parallel/launch.h"
+#include "video_infinity/communicator.h"
+
+#ifdef VI_TORCH_HAS_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace vi::parallel {
+
+#ifdef VI_HAVE_MPI
+void mpi_broadcast_bytes(void* data, int bytes, int root);
+#endif
+
+#define VI_CUDA_CHECK(call)                                                                             \
+  do {                                                                                                  \
+    cudaError_t vi_cuda_rc = (call);                                                                    \
+    VI_CHECK(vi_cuda_rc == cudaSuccess, "CUDA error on {}: {} failed: {}", host_name(), #call,           \
+             cudaGetErrorString(vi_cuda_rc));                                                           \
+  } while (0)
+
+#define VI_NCCL_CHECK(call)                                                                             \
+  do {                                                                                                  \
+    ncclResult_t vi_nccl_rc = (call);                                                                   \
+    VI_CHECK(vi_nccl_rc == ncclSuccess, "NCCL error on rank {} ({}): {} failed: {}", rank_, host_name(), \
+             #call, ncclGetErrorString(vi_nccl_rc));                                                    \
+  } while (0)
+
+bool built_with_nccl() { return true; }
+
+namespace {
+
+ncclDataType_t nccl_type(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return ncclFloat32;
+    case at::kHalf: return ncclFloat16;
+    case at::kBFloat16: return ncclBfloat16;
+    case at::kDouble: return ncclFloat64;
+    case at::kLong: return ncclInt64;
+    case at::kInt: return ncclInt32;
+    case at::kByte:
+    case at::kBool: return ncclUint8;
+    default: VI_FAIL("NCCL: unsupported dtype {}", c10::toString(type));
+  }
+}
+
+ncclUniqueId share_unique_id(const LaunchInfo& launch) {
+  ncclUniqueId id{};
+  if (launch.rank == 0) {
+    ncclResult_t rc = ncclGetUniqueId(&id);
+    VI_CHECK(rc == ncclSuccess, "ncclGetUniqueId failed: {}", ncclGetErrorString(rc));
+  }
+  if (launch.world_size == 1) return id;
+#ifdef VI_HAVE_MPI
+  if (launch.mpi) {
+    mpi_broadcast_bytes(&id, sizeof(id), 0);
+    return id;
+  }
+#endif
+  const char* file = std::getenv("VI_NCCL_ID_FILE");
+  VI_CHECK(file != nullptr && *file,
+           "NCCL world of {} ranks without MPI: set VI_NCCL_ID_FILE to a path every rank can read", launch.world_size);
+  namespace fs = std::filesystem;
+  if (launch.rank == 0) {
+    const std::string tmp = std::string(file) + ".tmp";
+    std::ofstream(tmp, std::ios::binary).write(reinterpret_cast<const char*>(&id), sizeof(id));
+    fs::rename(tmp, file);
+  } else {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!fs::exists(file) || fs::file_size(file) != sizeof(id)) {
+      VI_CHECK(std::chrono::steady_clock::now() < deadline, "rank {}: waited 120 s for rank 0 to write {}",
+               launch.rank, file);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    std::ifstream(file, std::ios::binary).read(reinterpret_cast<char*>(&id), sizeof(id));
+  }
+  return id;
+}
+
+class NcclCommunicator final : public Communicator {
+ public:
+  explicit NcclCommunicator(const LaunchInfo& launch) : rank_(launch.rank), size_(launch.world_size) {
+    int devices = 0;
+    VI_CUDA_CHECK(cudaGetDeviceCount(&devices));
+    VI_CHECK(devices > 0, "rank {} ({}): NCCL needs a CUDA device and none is visible", rank_, launch.host);
+    device_index_ = launch.local_rank % devices;
+    VI_CUDA_CHECK(cudaSetDevice(device_index_));
+    ncclUniqueId id = share_unique_id(launch);
+    VI_NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_));
+  }
+  ~NcclCommunicator() override {
+    if (comm_) ncclCommDestroy(comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return size_; }
+  std::string name() const override { return "nccl"; }
+  c10::Device device() const override { return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(device_index_)); }
+
+  at::Tensor all_gather(const at::Tensor& tensor) override {
+    at::Tensor in = cuda_contiguous(tensor, "all_gather");
+    std::vector<int64_t> shape = in.sizes().vec();
+    VI_CHECK(!shape.empty(), "NCCL all_gather: a 0-d tensor cannot be concatenated along dim 0");
+    shape[0] *= size_;
+    at::Tensor out = at::empty(shape, in.options());
+    VI_NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_type(in.scalar_type()), comm_,
+                                stream()));
+    count_sent(in.nbytes() * (size_ - 1));
+    return out;
+  }
+
+  void all_reduce_sum(at::Tensor& tensor) override {
+    at::Tensor work = cuda_contiguous(tensor, "all_reduce_sum");
+    VI_NCCL_CHECK(ncclAllReduce(work.data_ptr(), work.data_ptr(), work.numel(), nccl_type(work.scalar_type()),
+                                ncclSum, comm_, stream()));
+    if (size_ > 1) count_sent(work.nbytes());
+    if (!work.is_same(tensor)) tensor.copy_(work);
+  }
+
+  Neighbors exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right) override {
+    at::Tensor left_out = cuda_contiguous(to_left, "exchange_neighbors");
+    at::Tensor right_out = cuda_contiguous(to_right, "exchange_neighbors");
+    Neighbors got;
+    if (rank_ > 0) got.from_left = at::empty_like(right_out);
+    if (rank_ + 1 < size_) got.from_right = at::empty_like(left_out);
+    // One group: NCCL schedules the four transfers together, so no order can deadlock.
+    VI_NCCL_CHECK(ncclGroupStart());
+    if (rank_ > 0) {
+      VI_NCCL_CHECK(ncclRecv(got.from_left.data_ptr(), got.from_left.numel(), nccl_type(right_out.scalar_type()),
+                             rank_ - 1, comm_, stream()));
+      VI_NCCL_CHECK(ncclSend(left_out.data_ptr(), left_out.numel(), nccl_type(left_out.scalar_type()), rank_ - 1,
+                             comm_, stream()));
+      count_sent(left_out.nbytes());
+    }
+    if (rank_ + 1 < size_) {
+      VI_NCCL_CHECK(ncclRecv(got.from_right.data_ptr(), got.from_right.numel(), nccl_type(left_out.scalar_type()),
+                             rank_ + 1, comm_, stream()));
+      VI_NCCL_CHECK(ncclSend(right_out.data_ptr(), right_out.numel(), nccl_type(right_out.scalar_type()), rank_ + 1,
+                             comm_, stream()));
+      count_sent(right_out.nbytes());
+    }
+    VI_NCCL_CHECK(ncclGroupEnd());
+    return got;
+  }
+
+  void broadcast(at::Tensor& tensor, int root) override {
+    VI_CHECK(root >= 0 && root < size_, "broadcast: root {} outside a world of {}", root, size_);
+    at::Tensor work = cuda_contiguous(tensor, "broadcast");
+    VI_NCCL_CHECK(ncclBroadcast(work.data_ptr(), work.data_ptr(), work.numel(), nccl_type(work.scalar_type()), root,
+                                comm_, stream()));
+    if (rank_ == root) count_sent(work.nbytes() * (size_ - 1));
+    if (!work.is_same(tensor)) tensor.copy_(work);
+  }
+
+  void barrier() override {
+    int32_t* flag = nullptr;
+    VI_CUDA_CHECK(cudaMalloc(&flag, sizeof(int32_t)));
+    VI_CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof(int32_t), stream()));
+    ncclResult_t rc = ncclAllReduce(flag, flag, 1, ncclInt32, ncclSum, comm_, stream());
+    cudaError_t sync = cudaStreamSynchronize(stream());
+    cudaFree(flag);
+    VI_NCCL_CHECK(rc);
+    VI_CUDA_CHECK(sync);
+  }
+
+ private:
+  // Work is ordered on torch's current stream when LibTorch has CUDA, else on the legacy
+  // default stream (which every other stream synchronises with).
+  cudaStream_t stream() const {
+#ifdef VI_TORCH_HAS_CUDA
+    return c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device_index_)).stream();
+#else
+    return cudaStreamLegacy;
+#endif
+  }
+
+  at::Tensor cuda_contiguous(const at::Tensor& t, const char* op) const {
+    VI_CHECK(t.defined(), "NCCL {}: undefined tensor", op);
+    VI_CHECK(t.device().is_cuda() && t.device().index() == device_index_,
+             "NCCL {}: tensor on {}, expected cuda:{}", op, t.device().str(), device_index_);
+    return t.contiguous();
+  }
+
+  int rank_ = 0;
+  int size_ = 1;
+  int device_index_ = 0;
+  ncclComm_t comm_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_communicator(const LaunchInfo& launch) {
+  return std::make_unique<NcclCommunicator>(launch);
+}
+
+}  // namespace vi::parallel
