@@ -37,7 +37,8 @@ std::string make_temp_dir(const std::string& tag) {
 }
 
 double max_abs_error(const at::Tensor& out, const at::Tensor& ref) {
-  VI_CHECK(out.sizes() == ref.sizes(), "shape mismatch: {} vs {}", out.sizes(), ref.sizes());
+  VI_CHECK(out.sizes() == ref.sizes(), "shape mismatch: {} vs {}", core::shape_str(out.sizes().vec()),
+           core::shape_str(ref.sizes().vec()));
   return (out.to(at::kDouble).cpu() - ref.to(at::kDouble).cpu()).abs().max().item<double>();
 }
 
