@@ -7,6 +7,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <sys/wait.h>
 
 #include "core/check.h"
 
@@ -50,6 +51,23 @@ double rel_error(const at::Tensor& out, const at::Tensor& ref) {
 at::Tensor golden(const std::string& file, const std::string& name) {
   core::SafetensorsFile f(file.front() == '/' ? file : golden_dir() + "/" + file);
   return f.tensor(name).clone();
+}
+
+CommandResult run_command(const std::string& command) {
+  CommandResult result;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  VI_CHECK(pipe != nullptr, "cannot run '{}'", command);
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) result.output.append(buf, n);
+  int status = ::pclose(pipe);
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+std::string mpiexec(int ranks) {
+  return "mpiexec --allow-run-as-root --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -n " +
+         std::to_string(ranks) + " ";
 }
 
 void write_file(const std::string& path, const std::string& bytes) {

@@ -27,6 +27,15 @@ double max_abs_error(const at::Tensor& out, const at::Tensor& ref);
 // Loads one tensor of a golden file as a CPU float/int tensor (a copy).
 at::Tensor golden(const std::string& file, const std::string& name);
 
+// Runs a shell command; returns its exit status and its stdout+stderr.
+struct CommandResult {
+  int status = -1;
+  std::string output;
+};
+CommandResult run_command(const std::string& command);
+// mpiexec with the flags our tests need (root, oversubscription, one thread per rank).
+std::string mpiexec(int ranks);
+
 // Writes bytes to a file (for malformed-input tests).
 void write_file(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path);
