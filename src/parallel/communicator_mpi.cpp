@@ -38,7 +38,23 @@ int world_rank() {
 
 bool built_with_mpi() { return true; }
 
+namespace {
+
+// True when an MPI launcher (mpirun/mpiexec/srun with PMI) started this process.
+bool launched_by_mpi() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "PMI_RANK"}) {
+    if (std::getenv(var) != nullptr) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 LaunchInfo init_launch(int* argc, char*** argv) {
+  // Started by another launcher (RANK/WORLD_SIZE set, no MPI launcher): the environment
+  // defines the world and MPI stays down (NCCL then bootstraps through VI_NCCL_ID_FILE).
+  const char* world = std::getenv("WORLD_SIZE");
+  if (!launched_by_mpi() && world != nullptr && std::string(world) != "1") return launch_from_environment();
   int initialised = 0;
   MPI_Initialized(&initialised);
   if (!initialised) {
