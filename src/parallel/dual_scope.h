@@ -1,0 +1,65 @@
+// The arithmetic of Video-Infinity's dual-scope attention (ALGORITHM.md §6), free of any
+// communication: which frames each clip shares globally, the phase biases by timestep, and the
+// banded attention that gives each query its own frame, P frames each side and G global frames
+// in time and memory linear in the frame count.
+#pragma once
+
+#include <ATen/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace vi::parallel {
+
+// Bias added by timestep: `local` to the 2P+F window columns, `global` to the global columns.
+struct Phase {
+  double t = 800;
+  double local_bias = 0;
+  double global_bias = 0;
+};
+
+struct DualScopeSettings {
+  int64_t attn_padding = 8;     // P: halo frames per side in temporal attention
+  int64_t top_k = 16;           // K: global frames kept after the all-gather
+  double attn_scale = 1.0;      // multiplies 1/sqrt(head_dim)
+  bool token_num_scale = false; // scale each row by ln(n)/ln(16), n = keys the row sees
+  bool dynamic_scale = true;    // phase biases on/off
+  Phase local_phase{800, 10, 0};   // applied when t <  local_phase.t
+  Phase global_phase{800, 0, 10};  // applied when t >= global_phase.t
+  int64_t conv_padding = 4;     // Pc: halo frames per side of each temporal conv layer
+  bool sync_groupnorm = false;  // temporal GroupNorm statistics averaged over all clips
+  bool mask_edge_halos = false; // mask (instead of attend to) the zero halos at the video's ends
+};
+
+// Local frame indices a clip of `frames` frames shares for the global scope when the video has
+// `clips` clips: 0, stride, 2*stride, ... < frames with s = top_k div clips,
+// stride = max(frames div s, 1); only frame 0 when s == 0 (the reference's "infinite" stride).
+std::vector<int64_t> global_frame_indices(int64_t frames, int64_t top_k, int64_t clips);
+
+// Total bias (local, global) at timestep t.
+struct PhaseBias {
+  double local = 0;
+  double global = 0;
+};
+PhaseBias phase_bias(const DualScopeSettings& settings, double t);
+
+// Banded dual-scope attention for one clip batch.
+//   q      [BH, F, d]
+//   k_ext  [BH, F + 2P, d]   left halo | own frames | right halo (zeros where no neighbour)
+//   v_ext  [BH, F + 2P, d]
+//   kg, vg [BH, G, d]        global frames (G may be 0)
+//   halo_valid: optional bool [BH or 1, F + 2P]: false marks masked key frames (edge halos)
+// Query i attends to k_ext[i .. i + 2P] and all of kg, with softmax(q k^T * scale + bias):
+// scale = attn_scale / sqrt(d) (times ln(n)/ln(16) per row with token_num_scale), bias =
+// phase.local on window columns, phase.global on global columns. Cost O(BH * F * (2P+1+G) * d).
+at::Tensor banded_attention(const at::Tensor& q, const at::Tensor& k_ext, const at::Tensor& v_ext,
+                            const at::Tensor& kg, const at::Tensor& vg, int64_t padding, double attn_scale,
+                            bool token_num_scale, PhaseBias phase, const at::Tensor& halo_valid = at::Tensor());
+
+// The reference's formulation (an F x (F+2P+G) masked matrix, quadratic in F), for tests.
+at::Tensor dense_reference_attention(const at::Tensor& q, const at::Tensor& k_ext, const at::Tensor& v_ext,
+                                     const at::Tensor& kg, const at::Tensor& vg, int64_t padding, double attn_scale,
+                                     bool token_num_scale, PhaseBias phase,
+                                     const at::Tensor& halo_valid = at::Tensor());
+
+}  // namespace vi::parallel
