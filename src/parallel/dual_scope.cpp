@@ -55,39 +55,53 @@ at::Tensor banded_attention(const at::Tensor& q, const at::Tensor& k_ext, const 
                             const at::Tensor& vg, int64_t padding, double attn_scale, bool token_num_scale,
                             PhaseBias phase, const at::Tensor& halo_valid) {
   check_shapes(q, k_ext, v_ext, kg, vg, padding);
-  const int64_t BH = q.size(0), F = q.size(1), d = q.size(2);
-  const int64_t W = 2 * padding + 1, G = kg.size(1);
+  const int64_t BH = q.size(0), F = q.size(1), d = q.size(2), P = padding, G = kg.size(1);
+  // Queries go in blocks of Fb frames; block b sees key frames [b*Fb, b*Fb + Fb + 2P) of k_ext,
+  // so every block is one small dense attention with the same band mask, and all blocks run as
+  // one batched matmul. Work is F * (Fb + 2P + G) per row instead of F * (F + 2P + G).
+  const int64_t Fb = std::min<int64_t>(F, std::max<int64_t>(2 * P, 8));
+  const int64_t nb = (F + Fb - 1) / Fb, Fp = nb * Fb, Kb = Fb + 2 * P;
   const auto compute = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor qc = q.to(compute), kc = k_ext.to(compute), vc = v_ext.to(compute);
+  auto pad_frames = [&](const at::Tensor& t, int64_t frames) {  // [BH, n, d] -> [BH, frames, d]
+    at::Tensor c = t.to(compute);
+    if (c.size(1) == frames) return c;
+    return at::cat({c, at::zeros({c.size(0), frames - c.size(1), c.size(2)}, c.options())}, 1);
+  };
+  at::Tensor qb = pad_frames(q, Fp).view({BH, nb, Fb, d});
+  // unfold: [BH, nb, d, Kb] -> [BH, nb, Kb, d] (a copy of (Fb+2P)/Fb times the keys)
+  at::Tensor kb = pad_frames(k_ext, Fp + 2 * P).unfold(1, Kb, Fb).transpose(2, 3);
+  at::Tensor vb = pad_frames(v_ext, Fp + 2 * P).unfold(1, Kb, Fb).transpose(2, 3);
 
-  // scores [BH, F, W + G]: window column w of query i is key frame i + w of k_ext.
-  at::Tensor scores = at::empty({BH, F, W + G}, qc.options());
-  for (int64_t w = 0; w < W; ++w) {
-    scores.select(2, w).copy_((qc * kc.narrow(1, w, F)).sum(-1));  // [BH, F]
+  at::Tensor scores = at::matmul(qb, kb.transpose(2, 3));                   // [BH, nb, Fb, Kb]
+  if (G > 0) {
+    scores = at::cat({scores, at::matmul(qb, kg.to(compute).transpose(1, 2).unsqueeze(1))}, 3);  // [.., Kb + G]
   }
-  if (G > 0) scores.narrow(2, W, G).copy_(at::matmul(qc, kg.to(compute).transpose(1, 2)));  // [BH, F, G]
 
-  at::Tensor local_valid;  // [BH or 1, F, W] bool
-  if (halo_valid.defined()) local_valid = halo_valid.to(at::kBool).unfold(1, W, 1);
-  double base = attn_scale / std::sqrt(static_cast<double>(d));
+  // Band: row i of a block sees columns i .. i + 2P.
+  at::Tensor row = at::arange(Fb, at::TensorOptions().dtype(at::kLong)).unsqueeze(1);
+  at::Tensor col = at::arange(Kb, at::TensorOptions().dtype(at::kLong)).unsqueeze(0);
+  at::Tensor band = (col >= row).logical_and(col <= row + 2 * P);               // [Fb, Kb]
+  at::Tensor visible = band.view({1, 1, Fb, Kb});
+  if (halo_valid.defined()) {
+    at::Tensor valid = halo_valid.to(at::kBool);
+    valid = at::cat({valid, at::zeros({valid.size(0), Fp - F}, valid.options())}, 1);  // [BH|1, Fp + 2P]
+    visible = visible.logical_and(valid.unfold(1, Kb, Fb).unsqueeze(2));           // [BH|1, nb, Fb, Kb]
+  }
+  const double base = attn_scale / std::sqrt(static_cast<double>(d));
   if (token_num_scale) {
     // n = keys each row sees; the reference counts bias entries > -100.
-    at::Tensor n = local_valid.defined() ? local_valid.sum(-1).to(compute) + static_cast<double>(G)
-                                         : at::full({1, 1}, static_cast<double>(W + G), qc.options());
-    scores.mul_((n.log() / std::log(16.0) * base).unsqueeze(-1));
+    at::Tensor n = visible.sum(-1).to(compute) + static_cast<double>(G);
+    scores.mul_((n.clamp_min(1).log() / std::log(16.0) * base).unsqueeze(-1));
   } else {
     scores.mul_(base);
   }
-  scores.narrow(2, 0, W).add_(phase.local);
-  if (G > 0) scores.narrow(2, W, G).add_(phase.global);
-  if (local_valid.defined()) scores.narrow(2, 0, W).masked_fill_(local_valid.logical_not(), kNegInf);
+  scores.narrow(3, 0, Kb).add_(phase.local).masked_fill_(visible.logical_not(), kNegInf);
+  if (G > 0) scores.narrow(3, Kb, G).add_(phase.global);
 
-  at::Tensor probs = at::softmax(scores, -1);  // [BH, F, W + G]
-  at::Tensor out = G > 0 ? at::matmul(probs.narrow(2, W, G), vg.to(compute)) : at::zeros_like(qc);  // [BH, F, d]
-  for (int64_t w = 0; w < W; ++w) {
-    out.add_(probs.narrow(2, w, 1) * vc.narrow(1, w, F));
-  }
-  return out.to(q.scalar_type());
+  at::Tensor probs = at::softmax(scores, -1);
+  at::Tensor out = at::matmul(probs.narrow(3, 0, Kb), vb);                   // [BH, nb, Fb, d]
+  if (G > 0) out.add_(at::matmul(probs.narrow(3, Kb, G), vg.to(compute).unsqueeze(1)));
+  return out.view({BH, Fp, d}).narrow(1, 0, F).to(q.scalar_type());
 }
 
 at::Tensor dense_reference_attention(const at::Tensor& q, const at::Tensor& k_ext, const at::Tensor& v_ext,
