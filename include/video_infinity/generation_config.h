@@ -1,0 +1,90 @@
+// Every setting of one generation: what the command line, a JSON --config file (ours or the
+// reference implementation's examples/config.json format) and the sidecar JSON speak about.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "parallel/dual_scope.h"
+
+namespace vi {
+
+// A prompt for a range of frames [first_frame, last_frame] (inclusive), from a prompts file.
+struct FramePrompt {
+  int64_t first_frame = 0;
+  int64_t last_frame = -1;  // -1: to the end
+  std::string text;
+};
+
+struct GenerationConfig {
+  // Model
+  std::string model_dir;
+  std::string unet_dir;            // a separate UNet (unet/ inside or config + weights at its root)
+  // Prompts
+  std::vector<std::string> prompts;
+  std::string prompts_file;
+  std::vector<FramePrompt> frame_prompts;  // from a prompts file with frame ranges
+  std::string negative_prompt;
+  // Video geometry
+  int64_t frames = 0;              // total frames (0: frames_per_clip x clips)
+  int64_t frames_per_clip = 0;     // 0: frames / clips
+  int64_t clips = 0;               // 0: one per rank
+  int64_t height = 320;
+  int64_t width = 512;
+  // Sampling
+  int64_t steps = 30;
+  double guidance = 12.0;
+  double fps = 24.0;               // fps conditioning of the UNet
+  double export_fps = 8.0;         // frame rate of the MP4
+  int64_t seed = 123;
+  std::string scheduler = "dpmpp-2m-sde";  // dpmpp-2m-sde | dpmpp-2m | ddim
+  bool karras = false;
+  // Execution
+  std::string dtype = "auto";      // auto | fp32 | fp16 | bf16
+  std::string device = "auto";     // auto | cpu | cuda
+  int64_t frame_chunk = 0;         // spatial layers over this many frames at a time (0: all)
+  int64_t vae_chunk = 8;           // frames per VAE decode call
+  // Video-Infinity
+  parallel::DualScopeSettings dual_scope;
+  // Output
+  std::string output = "video-infinity.mp4";
+  std::string save_frames;         // directory for lossless PNG frames
+  std::string init_latents;        // safetensors with "latents" [1, 4, frames, H/8, W/8]
+  std::string save_latents;
+  std::string log_level = "info";
+  bool quiet = false;
+
+  // Derived once the world size is known (resolve()).
+  int64_t total_frames() const { return frames_per_clip * clips; }
+};
+
+// Applies a JSON config (`origin` names it in messages). Accepts the reference's format
+// (dtype "torch.float16", seed, pipe_configs{prompts, steps, guidance_scale, fps, num_frames
+// (frames per clip), height, width, export_fps, file_name}, plugin_configs{attn{padding, top_k,
+// attn_scale, token_num_scale, dynamic_scale, local_phase, global_phase}, conv_layer{padding}})
+// and our own flat keys named like the flags (frames, clips, scheduler, attn_padding, ...).
+// Wrong types are errors naming the key; unknown keys are warnings.
+void apply_config_json(GenerationConfig& config, const nlohmann::json& json, const std::string& origin);
+void apply_config_file(GenerationConfig& config, const std::string& path);
+
+// Reads a prompts file: one prompt per line, or lines "FIRST-LAST: prompt" / "FIRST-: prompt"
+// giving frame ranges. Blank lines and lines starting with '#' are skipped.
+void read_prompts_file(GenerationConfig& config, const std::string& path);
+
+// Fills derived values (clips default = world size, frames <-> frames_per_clip) and checks every
+// setting before any compute; errors name the flag. `world_size` = number of ranks.
+void resolve_config(GenerationConfig& config, int world_size);
+
+// The prompt of each clip: the frame ranges of a prompts file mapped to clips (the prompt that
+// covers the clip's first frame), else the reference's rule: clip c of C takes prompt
+// floor(c / C * P).
+std::vector<std::string> clip_prompts(const GenerationConfig& config);
+
+// Every setting, for the sidecar JSON.
+nlohmann::json config_to_json(const GenerationConfig& config);
+
+}  // namespace vi

@@ -1,0 +1,309 @@
+#include "video_infinity/generation_config.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "core/check.h"
+#include "core/json_config.h"
+
+namespace fs = std::filesystem;
+
+namespace vi {
+
+namespace {
+
+// Reads `key` into `target` when present (null = absent).
+template <typename T>
+void read(const core::JsonConfig& c, const char* key, T& target) {
+  if (auto v = c.get_optional<T>(key)) target = *v;
+}
+
+void read_phase(const core::JsonConfig& c, const char* key, parallel::Phase& phase) {
+  if (!c.has(key)) {
+    c.ignore({key});
+    return;
+  }
+  core::JsonConfig p = c.object(key);
+  read(p, "t", phase.t);
+  read(p, "local_biase", phase.local_bias);   // the reference's spelling
+  read(p, "global_biase", phase.global_bias);
+  read(p, "local_bias", phase.local_bias);
+  read(p, "global_bias", phase.global_bias);
+  p.warn_unread();
+}
+
+std::string parse_torch_dtype(const std::string& value, const std::string& origin) {
+  if (value == "torch.float16" || value == "float16" || value == "fp16" || value == "half") return "fp16";
+  if (value == "torch.bfloat16" || value == "bfloat16" || value == "bf16") return "bf16";
+  if (value == "torch.float32" || value == "float32" || value == "fp32" || value == "float") return "fp32";
+  if (value == "auto") return "auto";
+  VI_FAIL("{}: key 'dtype': unknown dtype '{}' (expected auto, fp32, fp16, bf16 or torch.float16/...)", origin, value);
+}
+
+}  // namespace
+
+void apply_config_json(GenerationConfig& cfg, const nlohmann::json& json, const std::string& origin) {
+  core::JsonConfig c(json, origin);
+  // --- the reference's keys -----------------------------------------------------------------
+  if (auto d = c.get_optional<std::string>("dtype")) cfg.dtype = parse_torch_dtype(*d, origin);
+  read(c, "seed", cfg.seed);
+  // Launch details of the reference's own multiprocessing; mpirun decides these here.
+  c.ignore({"devices", "master_port"});
+  std::string base_path;
+  read(c, "base_path", base_path);
+  if (c.has("pipe_configs")) {
+    core::JsonConfig p = c.object("pipe_configs");
+    read(p, "prompts", cfg.prompts);
+    read(p, "steps", cfg.steps);
+    read(p, "guidance_scale", cfg.guidance);
+    read(p, "fps", cfg.fps);
+    read(p, "num_frames", cfg.frames_per_clip);  // per rank in the reference
+    read(p, "height", cfg.height);
+    read(p, "width", cfg.width);
+    read(p, "export_fps", cfg.export_fps);
+    if (auto name = p.get_optional<std::string>("file_name")) {
+      cfg.output = (fs::path(base_path.empty() ? "." : base_path) / *name).string();
+      if (fs::path(cfg.output).extension() != ".mp4") cfg.output += ".mp4";
+    } else if (!base_path.empty()) {
+      cfg.output = (fs::path(base_path) / "video-infinity.mp4").string();
+    }
+    p.ignore({"base_path"});
+    p.warn_unread();
+  }
+  if (c.has("plugin_configs")) {
+    core::JsonConfig plugins = c.object("plugin_configs");
+    if (plugins.has("attn")) {
+      core::JsonConfig a = plugins.object("attn");
+      auto& s = cfg.dual_scope;
+      read(a, "padding", s.attn_padding);
+      read(a, "top_k", s.top_k);
+      read(a, "attn_scale", s.attn_scale);
+      read(a, "token_num_scale", s.token_num_scale);
+      read(a, "dynamic_scale", s.dynamic_scale);
+      read_phase(a, "local_phase", s.local_phase);
+      read_phase(a, "global_phase", s.global_phase);
+      // The reference declares but never uses top_k_chunk_size.
+      a.ignore({"top_k_chunk_size"});
+      a.warn_unread();
+    }
+    if (plugins.has("conv_layer")) {
+      core::JsonConfig conv = plugins.object("conv_layer");
+      read(conv, "padding", cfg.dual_scope.conv_padding);
+      conv.warn_unread();
+    }
+    // conv_3d is the reference's alternative temporal-conv plugin, mounted off by default.
+    plugins.ignore({"conv_3d", "group_norm"});
+    plugins.warn_unread();
+  }
+  // --- our own keys, named like the flags ----------------------------------------------------
+  read(c, "model", cfg.model_dir);
+  read(c, "unet", cfg.unet_dir);
+  if (c.has("prompt")) {
+    const auto& v = c.json().at("prompt");
+    cfg.prompts = v.is_array() ? c.get<std::vector<std::string>>("prompt")
+                               : std::vector<std::string>{c.get<std::string>("prompt")};
+  }
+  read(c, "prompts", cfg.prompts);
+  read(c, "prompts_file", cfg.prompts_file);
+  read(c, "negative_prompt", cfg.negative_prompt);
+  read(c, "frames", cfg.frames);
+  read(c, "frames_per_clip", cfg.frames_per_clip);
+  read(c, "clips", cfg.clips);
+  read(c, "height", cfg.height);
+  read(c, "width", cfg.width);
+  read(c, "steps", cfg.steps);
+  read(c, "guidance", cfg.guidance);
+  read(c, "fps", cfg.fps);
+  read(c, "export_fps", cfg.export_fps);
+  read(c, "scheduler", cfg.scheduler);
+  read(c, "karras", cfg.karras);
+  read(c, "device", cfg.device);
+  read(c, "frame_chunk", cfg.frame_chunk);
+  read(c, "vae_chunk", cfg.vae_chunk);
+  read(c, "attn_padding", cfg.dual_scope.attn_padding);
+  read(c, "attn_top_k", cfg.dual_scope.top_k);
+  read(c, "conv_padding", cfg.dual_scope.conv_padding);
+  read(c, "attn_scale", cfg.dual_scope.attn_scale);
+  read(c, "token_num_scale", cfg.dual_scope.token_num_scale);
+  read(c, "sync_groupnorm", cfg.dual_scope.sync_groupnorm);
+  read(c, "mask_edge_halos", cfg.dual_scope.mask_edge_halos);
+  read(c, "output", cfg.output);
+  read(c, "save_frames", cfg.save_frames);
+  read(c, "init_latents", cfg.init_latents);
+  read(c, "save_latents", cfg.save_latents);
+  read(c, "log_level", cfg.log_level);
+  read(c, "quiet", cfg.quiet);
+  c.warn_unread();
+}
+
+void apply_config_file(GenerationConfig& cfg, const std::string& path) {
+  core::JsonConfig file = core::JsonConfig::load(path);
+  apply_config_json(cfg, file.json(), path);
+}
+
+void read_prompts_file(GenerationConfig& cfg, const std::string& path) {
+  std::ifstream in(path);
+  VI_CHECK(in.good(), "--prompts-file: cannot read '{}'", path);
+  static const std::regex ranged(R"(^\s*(\d+)\s*-\s*(\d*)\s*:\s*(.*)$)");
+  std::vector<std::string> plain;
+  std::vector<FramePrompt> ranges;
+  std::string line;
+  int line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#') continue;
+    std::smatch m;
+    if (std::regex_match(line, m, ranged)) {
+      FramePrompt fp;
+      fp.first_frame = std::stoll(m[1].str());
+      fp.last_frame = m[2].str().empty() ? -1 : std::stoll(m[2].str());
+      fp.text = m[3].str();
+      VI_CHECK(fp.last_frame < 0 || fp.last_frame >= fp.first_frame, "{}:{}: frame range {}-{} is reversed", path,
+               line_no, fp.first_frame, fp.last_frame);
+      ranges.push_back(std::move(fp));
+    } else {
+      plain.push_back(line.substr(first));
+    }
+  }
+  VI_CHECK(ranges.empty() || plain.empty(),
+           "{}: mixes plain prompt lines with 'FIRST-LAST: prompt' lines; use one form", path);
+  VI_CHECK(!ranges.empty() || !plain.empty(), "{}: no prompts in the file", path);
+  cfg.prompts = plain;
+  cfg.frame_prompts = ranges;
+  if (!ranges.empty()) {
+    std::sort(cfg.frame_prompts.begin(), cfg.frame_prompts.end(),
+              [](const FramePrompt& a, const FramePrompt& b) { return a.first_frame < b.first_frame; });
+    VI_CHECK(cfg.frame_prompts.front().first_frame == 0, "{}: the first frame range must start at frame 0", path);
+  }
+}
+
+void resolve_config(GenerationConfig& cfg, int world_size) {
+  VI_CHECK(world_size >= 1, "world size {} is invalid", world_size);
+  if (!cfg.prompts_file.empty() && cfg.prompts.empty() && cfg.frame_prompts.empty()) {
+    read_prompts_file(cfg, cfg.prompts_file);
+  }
+  VI_CHECK(!cfg.prompts.empty() || !cfg.frame_prompts.empty(), "--prompt: no prompt given (use --prompt or --prompts-file)");
+  for (const auto& p : cfg.prompts) (void)p;  // empty strings are valid prompts (unconditional)
+  VI_CHECK(cfg.clips >= 0, "--clips must be positive, got {}", cfg.clips);
+  VI_CHECK(cfg.frames >= 0, "--frames must be positive, got {}", cfg.frames);
+  VI_CHECK(cfg.frames_per_clip >= 0, "--frames-per-clip must be positive, got {}", cfg.frames_per_clip);
+  if (cfg.clips == 0) cfg.clips = world_size;
+  VI_CHECK(cfg.clips % world_size == 0, "--clips {} is not a multiple of the number of ranks ({})", cfg.clips,
+           world_size);
+  if (cfg.frames > 0) {
+    VI_CHECK(cfg.frames % cfg.clips == 0, "--frames {} is not divisible by --clips {} (each clip has as many frames)",
+             cfg.frames, cfg.clips);
+    const int64_t per_clip = cfg.frames / cfg.clips;
+    VI_CHECK(cfg.frames_per_clip == 0 || cfg.frames_per_clip == per_clip,
+             "--frames {} / --clips {} = {} frames per clip, but --frames-per-clip is {}", cfg.frames, cfg.clips,
+             per_clip, cfg.frames_per_clip);
+    cfg.frames_per_clip = per_clip;
+  }
+  if (cfg.frames_per_clip == 0) cfg.frames_per_clip = 24;  // the reference's num_frames
+  cfg.frames = cfg.frames_per_clip * cfg.clips;
+  const auto& s = cfg.dual_scope;
+  VI_CHECK(s.attn_padding >= 0, "--attn-padding must be >= 0, got {}", s.attn_padding);
+  VI_CHECK(s.conv_padding >= 0, "--conv-padding must be >= 0, got {}", s.conv_padding);
+  VI_CHECK(s.top_k >= 0, "--attn-top-k must be >= 0, got {}", s.top_k);
+  VI_CHECK(cfg.frames_per_clip >= s.attn_padding,
+           "--frames-per-clip {} is smaller than the attention halo --attn-padding {}", cfg.frames_per_clip,
+           s.attn_padding);
+  VI_CHECK(cfg.frames_per_clip >= s.conv_padding,
+           "--frames-per-clip {} is smaller than the temporal-conv halo --conv-padding {}", cfg.frames_per_clip,
+           s.conv_padding);
+  VI_CHECK(cfg.height > 0 && cfg.height % 8 == 0, "--height must be a positive multiple of 8, got {}", cfg.height);
+  VI_CHECK(cfg.width > 0 && cfg.width % 8 == 0, "--width must be a positive multiple of 8, got {}", cfg.width);
+  VI_CHECK(cfg.steps >= 1, "--steps must be at least 1, got {}", cfg.steps);
+  VI_CHECK(cfg.steps <= 1000, "--steps must be at most 1000 (the training schedule), got {}", cfg.steps);
+  VI_CHECK(cfg.guidance >= 0 && std::isfinite(cfg.guidance), "--guidance must be >= 0, got {}", cfg.guidance);
+  VI_CHECK(cfg.fps > 0 && std::isfinite(cfg.fps), "--fps must be positive, got {}", cfg.fps);
+  VI_CHECK(cfg.export_fps > 0 && std::isfinite(cfg.export_fps), "--export-fps must be positive, got {}",
+           cfg.export_fps);
+  VI_CHECK(cfg.scheduler == "dpmpp-2m-sde" || cfg.scheduler == "dpmpp-2m" || cfg.scheduler == "ddim",
+           "--scheduler: unknown scheduler '{}' (expected dpmpp-2m-sde, dpmpp-2m or ddim)", cfg.scheduler);
+  VI_CHECK(!(cfg.karras && cfg.scheduler == "ddim"), "--karras applies to the DPM schedulers, not ddim");
+  VI_CHECK(cfg.dtype == "auto" || cfg.dtype == "fp32" || cfg.dtype == "fp16" || cfg.dtype == "bf16",
+           "--dtype: unknown dtype '{}' (expected auto, fp32, fp16 or bf16)", cfg.dtype);
+  VI_CHECK(cfg.device == "auto" || cfg.device == "cpu" || cfg.device == "cuda",
+           "--device: unknown device '{}' (expected auto, cpu or cuda)", cfg.device);
+  VI_CHECK(cfg.frame_chunk >= 0, "--frame-chunk must be >= 0, got {}", cfg.frame_chunk);
+  VI_CHECK(cfg.vae_chunk >= 1, "--vae-chunk must be >= 1, got {}", cfg.vae_chunk);
+  VI_CHECK(!cfg.output.empty(), "--output: empty path");
+  for (const auto& fp : cfg.frame_prompts) {
+    VI_CHECK(fp.first_frame < cfg.frames, "prompts file: range starting at frame {} lies beyond the video's {} frames",
+             fp.first_frame, cfg.frames);
+  }
+}
+
+std::vector<std::string> clip_prompts(const GenerationConfig& cfg) {
+  std::vector<std::string> out;
+  for (int64_t c = 0; c < cfg.clips; ++c) {
+    if (!cfg.frame_prompts.empty()) {
+      const int64_t first = c * cfg.frames_per_clip;
+      const FramePrompt* chosen = &cfg.frame_prompts.front();
+      for (const auto& fp : cfg.frame_prompts) {
+        if (fp.first_frame <= first) chosen = &fp;
+      }
+      out.push_back(chosen->text);
+    } else {
+      // Ref: inference.py prompt_id = int(rank / world_size * len(prompts)), clips for ranks.
+      const auto n = static_cast<int64_t>(cfg.prompts.size());
+      const auto index = static_cast<int64_t>(static_cast<double>(c) / static_cast<double>(cfg.clips) * n);
+      out.push_back(cfg.prompts[static_cast<size_t>(std::min(index, n - 1))]);
+    }
+  }
+  return out;
+}
+
+nlohmann::json config_to_json(const GenerationConfig& cfg) {
+  const auto& s = cfg.dual_scope;
+  nlohmann::json ranges = nlohmann::json::array();
+  for (const auto& fp : cfg.frame_prompts) {
+    ranges.push_back({{"first_frame", fp.first_frame}, {"last_frame", fp.last_frame}, {"prompt", fp.text}});
+  }
+  return {
+      {"model", cfg.model_dir},
+      {"unet", cfg.unet_dir},
+      {"prompts", cfg.prompts},
+      {"frame_prompts", ranges},
+      {"negative_prompt", cfg.negative_prompt},
+      {"frames", cfg.frames},
+      {"frames_per_clip", cfg.frames_per_clip},
+      {"clips", cfg.clips},
+      {"height", cfg.height},
+      {"width", cfg.width},
+      {"steps", cfg.steps},
+      {"guidance", cfg.guidance},
+      {"fps", cfg.fps},
+      {"export_fps", cfg.export_fps},
+      {"seed", cfg.seed},
+      {"scheduler", cfg.scheduler},
+      {"karras", cfg.karras},
+      {"dtype", cfg.dtype},
+      {"device", cfg.device},
+      {"frame_chunk", cfg.frame_chunk},
+      {"vae_chunk", cfg.vae_chunk},
+      {"attn_padding", s.attn_padding},
+      {"attn_top_k", s.top_k},
+      {"conv_padding", s.conv_padding},
+      {"attn_scale", s.attn_scale},
+      {"token_num_scale", s.token_num_scale},
+      {"dynamic_scale", s.dynamic_scale},
+      {"local_phase", {{"t", s.local_phase.t}, {"local_bias", s.local_phase.local_bias}, {"global_bias", s.local_phase.global_bias}}},
+      {"global_phase", {{"t", s.global_phase.t}, {"local_bias", s.global_phase.local_bias}, {"global_bias", s.global_phase.global_bias}}},
+      {"sync_groupnorm", s.sync_groupnorm},
+      {"mask_edge_halos", s.mask_edge_halos},
+      {"output", cfg.output},
+      {"save_frames", cfg.save_frames},
+      {"init_latents", cfg.init_latents},
+      {"save_latents", cfg.save_latents},
+  };
+}
+
+}  // namespace vi
