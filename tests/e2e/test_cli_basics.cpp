@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/test_util.h"
+#include "video_infinity/communicator.h"
 
 using vi::test::binary_path;
 using vi::test::run_command;
@@ -37,6 +38,7 @@ TEST(Cli, UnknownSubcommandOrFlagFails) {
 }
 
 TEST(Cli, CheckEnvOnTwoRanks) {
+  if (!vi::parallel::built_with_mpi()) GTEST_SKIP() << "built without MPI";
   auto r = run_command(vi::test::mpiexec(2) + binary_path() + " check-env --megabytes 1 --rounds 2");
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("communicator: mpi, 2 ranks"), std::string::npos) << r.output;
