@@ -7,6 +7,8 @@
 
 #include <ATen/Tensor.h>
 
+#include "core/safetensors_format.h"
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -19,38 +21,8 @@
 
 namespace vi::core {
 
-enum class DType : uint8_t { F64, F32, F16, BF16, I64, I32, U8, BOOL };
-
-const char* dtype_name(DType dtype);                 // "F32"
-std::optional<DType> parse_dtype(std::string_view name);
-size_t dtype_size(DType dtype);
-bool dtype_is_floating(DType dtype);
 at::ScalarType to_scalar_type(DType dtype);
-DType from_scalar_type(at::ScalarType type);        // throws for types safetensors cannot hold here
-
-struct TensorInfo {
-  std::string name;
-  DType dtype = DType::F32;
-  std::vector<int64_t> shape;
-  uint64_t begin = 0;  // byte offsets within the data area
-  uint64_t end = 0;
-  int64_t numel() const;
-};
-
-std::string shape_str(const std::vector<int64_t>& shape);  // "[2, 3]"
-
-// The parsed, validated header. Torch-free so that fuzzers and tools can use it alone.
-struct SafetensorsHeader {
-  std::vector<TensorInfo> tensors;  // in file order (sorted by begin)
-  std::map<std::string, std::string> metadata;
-  uint64_t data_offset = 0;  // 8 + header length
-};
-
-// Validates `size` bytes of a whole file. `origin` names the file in error messages.
-SafetensorsHeader parse_safetensors(const uint8_t* data, size_t size, const std::string& origin);
-
-// Reads and validates only the header of a file (fast on multi-GB files: no mapping of the data).
-SafetensorsHeader read_safetensors_header(const std::string& path);
+DType from_scalar_type(at::ScalarType type);  // throws for types safetensors cannot hold here
 
 class MappedFile;
 
