@@ -5,11 +5,12 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "parallel/dual_scope.h"
+#include "parallel/dual_scope_settings.h"
 
 namespace vi {
 
@@ -74,6 +75,8 @@ void apply_config_file(GenerationConfig& config, const std::string& path);
 // Reads a prompts file: one prompt per line, or lines "FIRST-LAST: prompt" / "FIRST-: prompt"
 // giving frame ranges. Blank lines and lines starting with '#' are skipped.
 void read_prompts_file(GenerationConfig& config, const std::string& path);
+// The same from a stream; `origin` names it in messages.
+void read_prompts(GenerationConfig& config, std::istream& in, const std::string& origin);
 
 // Fills derived values (clips default = world size, frames <-> frames_per_clip) and checks every
 // setting before any compute; errors name the flag. `world_size` = number of ranks.

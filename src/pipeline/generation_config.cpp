@@ -148,6 +148,10 @@ void apply_config_file(GenerationConfig& cfg, const std::string& path) {
 void read_prompts_file(GenerationConfig& cfg, const std::string& path) {
   std::ifstream in(path);
   VI_CHECK(in.good(), "--prompts-file: cannot read '{}'", path);
+  read_prompts(cfg, in, path);
+}
+
+void read_prompts(GenerationConfig& cfg, std::istream& in, const std::string& path) {
   static const std::regex ranged(R"(^\s*(\d+)\s*-\s*(\d*)\s*:\s*(.*)$)");
   std::vector<std::string> plain;
   std::vector<FramePrompt> ranges;
@@ -161,8 +165,12 @@ void read_prompts_file(GenerationConfig& cfg, const std::string& path) {
     std::smatch m;
     if (std::regex_match(line, m, ranged)) {
       FramePrompt fp;
-      fp.first_frame = std::stoll(m[1].str());
-      fp.last_frame = m[2].str().empty() ? -1 : std::stoll(m[2].str());
+      auto frame = [&](const std::string& digits) {
+        VI_CHECK(digits.size() <= 12, "{}:{}: frame number '{}' is out of range", path, line_no, digits);
+        return std::stoll(digits);
+      };
+      fp.first_frame = frame(m[1].str());
+      fp.last_frame = m[2].str().empty() ? -1 : frame(m[2].str());
       fp.text = m[3].str();
       VI_CHECK(fp.last_frame < 0 || fp.last_frame >= fp.first_frame, "{}:{}: frame range {}-{} is reversed", path,
                line_no, fp.first_frame, fp.last_frame);

@@ -1,0 +1,26 @@
+// Any text as a --config file (the reference's format and ours): applied and resolved, or
+// refused with vi::Error. Invalid JSON is the JSON parser's to refuse.
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/check.h"
+#include "video_infinity/generation_config.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static bool quiet = (spdlog::set_level(spdlog::level::off), true);
+  (void)quiet;
+  nlohmann::json json = nlohmann::json::parse(data, data + size, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) return 0;
+  try {
+    vi::GenerationConfig config;
+    vi::apply_config_json(config, json, "fuzz.json");
+    vi::resolve_config(config, 1 + static_cast<int>(size % 4));
+    (void)vi::clip_prompts(config);
+    (void)vi::config_to_json(config).dump();
+  } catch (const vi::Error&) {
+  }
+  return 0;
+}
