@@ -6,6 +6,7 @@
 #include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -208,6 +209,14 @@ TEST(ClipText, VideoCrafter2PresetHasTheRealShapes) {
   models::ClipTextConfig back = models::ClipTextConfig::from_json(json);
   EXPECT_EQ(back.num_hidden_layers, 23);
   EXPECT_TRUE(json.unread_keys().empty());
+  // The SD 2.x / zeroscope text encoder (OpenCLIP ViT-H text tower, 23 of 24 layers): 340,387,840.
+  const auto start = std::chrono::steady_clock::now();
+  models::ClipTextModel model(c);
+  int64_t count = 0;
+  for (const auto& p : model->parameters()) count += p.numel();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("videocrafter2 text encoder: %lld parameters (built in %.2f s)\n", static_cast<long long>(count), seconds);
+  EXPECT_EQ(count, 340387840);
 }
 
 }  // namespace
