@@ -1,0 +1,140 @@
+#include "models/unet3d_attention.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "core/check.h"
+
+namespace vi::models {
+
+namespace {
+
+// [N, S, heads*d] -> [N*heads, S, d] (batch-major: row = n*heads + head).
+// Ref: diffusers Attention.head_to_batch_dim.
+at::Tensor split_heads(const at::Tensor& x, int64_t heads) {
+  const int64_t N = x.size(0), S = x.size(1), d = x.size(2) / heads;
+  return x.view({N, S, heads, d}).permute({0, 2, 1, 3}).reshape({N * heads, S, d});
+}
+
+// [N*heads, S, d] -> [N, S, heads*d]. Ref: diffusers Attention.batch_to_head_dim.
+at::Tensor merge_heads(const at::Tensor& x, int64_t heads) {
+  const int64_t N = x.size(0) / heads, S = x.size(1), d = x.size(2);
+  return x.view({N, heads, S, d}).permute({0, 2, 1, 3}).reshape({N, S, heads * d});
+}
+
+}  // namespace
+
+AttentionImpl::AttentionImpl(int64_t query_dim, int64_t cross_attention_dim, int64_t heads, int64_t dim_head)
+    : heads_(heads), dim_head_(dim_head) {
+  const int64_t inner = heads * dim_head;
+  const int64_t kv_dim = cross_attention_dim > 0 ? cross_attention_dim : query_dim;
+  to_q_ = register_module("to_q", Linear(query_dim, inner, /*bias=*/false));
+  to_k_ = register_module("to_k", Linear(kv_dim, inner, /*bias=*/false));
+  to_v_ = register_module("to_v", Linear(kv_dim, inner, /*bias=*/false));
+  auto to_out = torch::nn::ModuleList();
+  to_out_ = Linear(inner, query_dim);
+  to_out->push_back(to_out_);
+  to_out->push_back(Placeholder());  // Dropout
+  register_module("to_out", to_out);
+}
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& context, TemporalContext* temporal) const {
+  const at::Tensor& kv_in = context.defined() ? context : x;
+  at::Tensor q = split_heads(to_q_->forward(x), heads_);       // [N*heads, S, d]
+  at::Tensor k = split_heads(to_k_->forward(kv_in), heads_);   // [N*heads, Sk, d]
+  at::Tensor v = split_heads(to_v_->forward(kv_in), heads_);   // [N*heads, Sk, d]
+  at::Tensor o = temporal != nullptr
+                     ? temporal->attention(q, k, v)
+                     : dot_product_attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(dim_head_)));
+  return to_out_->forward(merge_heads(o, heads_));  // [N, S, query_dim]
+}
+
+GEGLUImpl::GEGLUImpl(int64_t dim_in, int64_t dim_out) {
+  proj_ = register_module("proj", Linear(dim_in, dim_out * 2));
+}
+
+at::Tensor GEGLUImpl::forward(const at::Tensor& x) const {
+  auto parts = proj_->forward(x).chunk(2, -1);  // hidden, gate: [..., dim_out] each
+  return parts[0] * at::gelu(parts[1]);
+}
+
+FeedForwardImpl::FeedForwardImpl(int64_t dim) {
+  const int64_t inner = dim * 4;
+  auto net = torch::nn::ModuleList();
+  geglu_ = GEGLU(dim, inner);
+  out_ = Linear(inner, dim);
+  net->push_back(geglu_);
+  net->push_back(Placeholder());  // Dropout
+  net->push_back(out_);
+  register_module("net", net);
+}
+
+at::Tensor FeedForwardImpl::forward(const at::Tensor& x) const { return out_->forward(geglu_->forward(x)); }
+
+BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads, int64_t dim_head,
+                                                     int64_t cross_attention_dim) {
+  norm1_ = register_module("norm1", LayerNorm(dim, 1e-5));
+  attn1_ = register_module("attn1", Attention(dim, 0, heads, dim_head));
+  norm2_ = register_module("norm2", LayerNorm(dim, 1e-5));
+  attn2_ = register_module("attn2", Attention(dim, cross_attention_dim, heads, dim_head));
+  norm3_ = register_module("norm3", LayerNorm(dim, 1e-5));
+  ff_ = register_module("ff", FeedForward(dim));
+}
+
+at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& context,
+                                              TemporalContext* temporal) const {
+  at::Tensor h = x + attn1_->forward(norm1_->forward(x), at::Tensor(), temporal);
+  h = h + attn2_->forward(norm2_->forward(h), context, temporal);
+  return h + ff_->forward(norm3_->forward(h));
+}
+
+Transformer2DModelImpl::Transformer2DModelImpl(int64_t heads, int64_t dim_head, int64_t in_channels, int64_t groups,
+                                               int64_t cross_attention_dim) {
+  const int64_t inner = heads * dim_head;
+  norm_ = register_module("norm", GroupNorm(groups, in_channels, 1e-6));
+  proj_in_ = register_module("proj_in", Linear(in_channels, inner));
+  auto blocks = torch::nn::ModuleList();
+  block_ = BasicTransformerBlock(inner, heads, dim_head, cross_attention_dim);
+  blocks->push_back(block_);
+  register_module("transformer_blocks", blocks);
+  proj_out_ = register_module("proj_out", Linear(inner, in_channels));
+}
+
+at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor& context) const {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  at::Tensor h = norm_->forward(x).permute({0, 2, 3, 1}).reshape({N, H * W, C});  // [N, h*w, C]
+  h = proj_in_->forward(h);                                                         // [N, h*w, inner]
+  h = block_->forward(h, context, nullptr);
+  h = proj_out_->forward(h);                                                        // [N, h*w, C]
+  return h.view({N, H, W, C}).permute({0, 3, 1, 2}) + x;                            // [N, C, h, w]
+}
+
+TransformerTemporalModelImpl::TransformerTemporalModelImpl(int64_t heads, int64_t dim_head, int64_t in_channels,
+                                                           int64_t groups) {
+  const int64_t inner = heads * dim_head;
+  norm_ = register_module("norm", GroupNorm(groups, in_channels, 1e-6));
+  proj_in_ = register_module("proj_in", Linear(in_channels, inner));
+  auto blocks = torch::nn::ModuleList();
+  block_ = BasicTransformerBlock(inner, heads, dim_head, /*cross_attention_dim=*/0);
+  blocks->push_back(block_);
+  register_module("transformer_blocks", blocks);
+  proj_out_ = register_module("proj_out", Linear(inner, in_channels));
+}
+
+at::Tensor TransformerTemporalModelImpl::forward(const at::Tensor& x, int64_t num_frames, TemporalContext& ctx) const {
+  const int64_t BF = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  VI_CHECK(BF % num_frames == 0, "temporal transformer: {} images are not a multiple of {} frames", BF, num_frames);
+  const int64_t B = BF / num_frames, F = num_frames;
+  at::Tensor video = x.reshape({B, F, C, H, W}).permute({0, 2, 1, 3, 4});  // [B, C, F, h, w]
+  const auto& norm = *norm_;
+  at::Tensor h = ctx.group_norm(video, norm.groups(), norm.weight(), norm.bias(), norm.eps());
+  h = h.permute({0, 3, 4, 2, 1}).reshape({B * H * W, F, C});  // [B*h*w, F, C]
+  h = proj_in_->forward(h);                                    // [B*h*w, F, inner]
+  h = block_->forward(h, at::Tensor(), &ctx);
+  h = proj_out_->forward(h);                                   // [B*h*w, F, C]
+  h = h.view({B, H, W, F, C}).permute({0, 3, 4, 1, 2}).reshape({BF, C, H, W});  // [B*F, C, h, w]
+  return h + x;
+}
+
+}  // namespace vi::models

@@ -1,0 +1,59 @@
+#include "models/unet3d_nn.h"
+
+#include <ATen/ATen.h>
+
+namespace vi::models {
+
+at::Tensor new_parameter(torch::nn::Module& module, const std::string& name, at::IntArrayRef shape) {
+  // at::empty: pages are only touched when the loader or randomize_parameters writes them.
+  return module.register_parameter(name, at::empty(shape, at::TensorOptions().dtype(at::kFloat)),
+                                   /*requires_grad=*/false);
+}
+
+LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool bias) {
+  weight_ = new_parameter(*this, "weight", {out_features, in_features});
+  if (bias) bias_ = new_parameter(*this, "bias", {out_features});
+}
+
+at::Tensor LinearImpl::forward(const at::Tensor& x) const { return at::linear(x, weight_, bias_); }
+
+Conv2dImpl::Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride, int64_t padding)
+    : stride_(stride), padding_(padding) {
+  weight_ = new_parameter(*this, "weight", {out_channels, in_channels, kernel, kernel});
+  bias_ = new_parameter(*this, "bias", {out_channels});
+}
+
+at::Tensor Conv2dImpl::forward(const at::Tensor& x) const {
+  return at::conv2d(x, weight_, bias_, {stride_, stride_}, {padding_, padding_});
+}
+
+Conv3dImpl::Conv3dImpl(int64_t in_channels, int64_t out_channels, std::array<int64_t, 3> kernel,
+                       std::array<int64_t, 3> padding)
+    : padding_(padding) {
+  weight_ = new_parameter(*this, "weight", {out_channels, in_channels, kernel[0], kernel[1], kernel[2]});
+  bias_ = new_parameter(*this, "bias", {out_channels});
+}
+
+at::Tensor Conv3dImpl::forward(const at::Tensor& x) const {
+  return at::conv3d(x, weight_, bias_, {1, 1, 1}, padding_);
+}
+
+GroupNormImpl::GroupNormImpl(int64_t groups, int64_t channels, double eps) : groups_(groups), eps_(eps) {
+  weight_ = new_parameter(*this, "weight", {channels});
+  bias_ = new_parameter(*this, "bias", {channels});
+}
+
+at::Tensor GroupNormImpl::forward(const at::Tensor& x) const {
+  return at::group_norm(x, groups_, weight_, bias_, eps_);
+}
+
+LayerNormImpl::LayerNormImpl(int64_t dim, double eps) : eps_(eps) {
+  weight_ = new_parameter(*this, "weight", {dim});
+  bias_ = new_parameter(*this, "bias", {dim});
+}
+
+at::Tensor LayerNormImpl::forward(const at::Tensor& x) const {
+  return at::layer_norm(x, {x.size(-1)}, weight_, bias_, eps_);
+}
+
+}  // namespace vi::models
