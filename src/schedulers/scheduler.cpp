@@ -1,0 +1,181 @@
+#include "schedulers/scheduler.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "core/check.h"
+#include "core/safetensors_format.h"
+#include "schedulers/ddim_scheduler.h"
+#include "schedulers/dpm_solver_multistep_scheduler.h"
+
+namespace vi::schedulers {
+
+at::Tensor Scheduler::draw_noise(const at::Tensor& like, at::ScalarType dtype, at::Generator* generator,
+                                 const at::Tensor& noise) const {
+  if (noise.defined()) {
+    VI_CHECK(noise.sizes() == like.sizes(), "{} step: noise of shape {} for a model output of shape {}", name(),
+             core::shape_str(noise.sizes().vec()), core::shape_str(like.sizes().vec()));
+    return noise.to(like.device(), dtype);
+  }
+  // Ref: diffusers utils/torch_utils.py randn_tensor: drawn on the generator's device (without
+  // one, on the output's device with its default generator), then moved.
+  c10::optional<at::Generator> gen;
+  at::Device device = like.device();
+  if (generator != nullptr) {
+    gen = *generator;
+    device = generator->device();
+  }
+  return at::randn(like.sizes(), gen, at::TensorOptions().dtype(dtype).device(device)).to(like.device());
+}
+
+namespace detail {
+
+BetaSchedule read_beta_schedule(const core::JsonConfig& config) {
+  BetaSchedule s;
+  s.num_train_timesteps = config.get_or<int64_t>("num_train_timesteps", s.num_train_timesteps);
+  VI_CHECK(s.num_train_timesteps >= 2, "{}: num_train_timesteps must be >= 2, got {}", config.origin(),
+           s.num_train_timesteps);
+  s.beta_start = config.get_or<double>("beta_start", s.beta_start);
+  s.beta_end = config.get_or<double>("beta_end", s.beta_end);
+  s.beta_schedule = get_choice(config, "beta_schedule", s.beta_schedule, {"linear", "scaled_linear", "squaredcos_cap_v2"});
+  if (config.has("trained_betas")) {
+    s.trained_betas = config.get<std::vector<double>>("trained_betas");
+    VI_CHECK(static_cast<int64_t>(s.trained_betas.size()) == s.num_train_timesteps,
+             "{}: trained_betas has {} values, num_train_timesteps is {}", config.origin(), s.trained_betas.size(),
+             s.num_train_timesteps);
+  }
+  VI_CHECK(!config.get_or<bool>("rescale_betas_zero_snr", false), "{}: rescale_betas_zero_snr is not supported",
+           config.origin());
+  return s;
+}
+
+at::Tensor alphas_cumprod(const BetaSchedule& s) {
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  at::Tensor betas;
+  if (!s.trained_betas.empty()) {
+    betas = at::tensor(s.trained_betas, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
+  } else if (s.beta_schedule == "linear") {
+    betas = at::linspace(s.beta_start, s.beta_end, s.num_train_timesteps, f32);
+  } else if (s.beta_schedule == "scaled_linear") {
+    // Ref: "this schedule is very specific to the latent diffusion model": linear in sqrt(beta).
+    betas = at::pow(at::linspace(std::sqrt(s.beta_start), std::sqrt(s.beta_end), s.num_train_timesteps, f32), 2);
+  } else {
+    // Ref: betas_for_alpha_bar (Glide cosine), computed in Python floats, stored as float32.
+    std::vector<double> b(static_cast<size_t>(s.num_train_timesteps));
+    constexpr double kPi = 3.141592653589793;  // Python's math.pi
+    auto alpha_bar = [](double t) { return std::pow(std::cos((t + 0.008) / 1.008 * kPi / 2), 2); };
+    for (int64_t i = 0; i < s.num_train_timesteps; ++i) {
+      const double t1 = double(i) / s.num_train_timesteps, t2 = double(i + 1) / s.num_train_timesteps;
+      b[i] = std::min(1 - alpha_bar(t2) / alpha_bar(t1), 0.999);
+    }
+    betas = at::tensor(b, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
+  }
+  return at::cumprod(1.0 - betas, 0);  // [num_train_timesteps] float32
+}
+
+std::vector<double> np_linspace(double start, double stop, int64_t num) {
+  std::vector<double> out(static_cast<size_t>(std::max<int64_t>(num, 0)));
+  if (num == 1) out[0] = start;
+  if (num < 2) return out;
+  const double step = (stop - start) / double(num - 1);
+  for (int64_t i = 0; i < num; ++i) out[i] = double(i) * step + start;
+  out[num - 1] = stop;
+  return out;
+}
+
+std::vector<double> np_arange(double start, double stop, double step) {
+  const double len = std::ceil((stop - start) / step);
+  std::vector<double> out;
+  if (!(len > 0)) return out;
+  out.resize(static_cast<size_t>(len));
+  out[0] = start;
+  if (out.size() > 1) {
+    const double delta = (start + step) - start;
+    for (size_t i = 1; i < out.size(); ++i) out[i] = start + double(i) * delta;
+  }
+  return out;
+}
+
+double np_round(double x) { return std::nearbyint(x); }  // default rounding mode: half to even
+
+std::string get_choice(const core::JsonConfig& config, const std::string& key, const std::string& fallback,
+                       const std::vector<std::string>& choices) {
+  const std::string value = config.get_or<std::string>(key, fallback);
+  for (const auto& c : choices)
+    if (c == value) return value;
+  std::string list;
+  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+  VI_FAIL("{}: {} '{}' is not supported (choose one of: {})", config.origin(), key, value, list);
+}
+
+}  // namespace detail
+
+std::vector<std::string> scheduler_names() { return {"ddim", "dpmsolver++", "sde-dpmsolver++"}; }
+
+std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const core::JsonConfig& config,
+                                          const SchedulerOverrides& overrides) {
+  std::string kind = name;
+  if (kind.empty()) {  // the class the file names
+    const std::string cls = config.get_or<std::string>("_class_name", "");
+    if (cls == "DDIMScheduler") {
+      kind = "ddim";
+    } else if (cls == "DPMSolverMultistepScheduler") {
+      kind = config.get_or<std::string>("algorithm_type", "dpmsolver++");
+    } else {
+      VI_FAIL("{}: scheduler class '{}' is not supported; name one of ddim, dpmsolver++, sde-dpmsolver++",
+              config.origin(), cls);
+    }
+  }
+  if (kind == "ddim") {
+    DDIMConfig c = DDIMConfig::from_json(config);
+    if (overrides.timestep_spacing) c.timestep_spacing = *overrides.timestep_spacing;
+    if (overrides.steps_offset) c.steps_offset = *overrides.steps_offset;
+    if (overrides.eta) c.eta = *overrides.eta;
+    return std::make_unique<DDIMScheduler>(c);
+  }
+  if (kind == "dpmsolver++" || kind == "sde-dpmsolver++") {
+    DPMSolverMultistepConfig c = DPMSolverMultistepConfig::from_json(config);
+    c.algorithm_type = kind;
+    if (overrides.timestep_spacing) c.timestep_spacing = *overrides.timestep_spacing;
+    if (overrides.steps_offset) c.steps_offset = *overrides.steps_offset;
+    if (overrides.use_karras_sigmas) c.use_karras_sigmas = *overrides.use_karras_sigmas;
+    if (overrides.solver_order) c.solver_order = *overrides.solver_order;
+    if (overrides.lower_order_final) c.lower_order_final = *overrides.lower_order_final;
+    if (overrides.euler_at_final) c.euler_at_final = *overrides.euler_at_final;
+    if (overrides.final_sigmas_type) c.final_sigmas_type = *overrides.final_sigmas_type;
+    return std::make_unique<DPMSolverMultistepScheduler>(c);
+  }
+  VI_FAIL("unknown scheduler '{}' (choose one of: ddim, dpmsolver++, sde-dpmsolver++)", name);
+}
+
+void write_scheduler_config(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  const std::string path = (std::filesystem::path(dir) / "scheduler_config.json").string();
+  std::ofstream out(path, std::ios::trunc);
+  out << R"({
+  "_class_name": "DDIMScheduler",
+  "_diffusers_version": "0.17.0.dev0",
+  "beta_end": 0.012,
+  "beta_schedule": "scaled_linear",
+  "beta_start": 0.00085,
+  "clip_sample": false,
+  "clip_sample_range": 1.0,
+  "dynamic_thresholding_ratio": 0.995,
+  "num_train_timesteps": 1000,
+  "prediction_type": "epsilon",
+  "sample_max_value": 1.0,
+  "set_alpha_to_one": false,
+  "skip_prk_steps": true,
+  "steps_offset": 1,
+  "thresholding": false,
+  "trained_betas": null
+}
+)";
+  out.close();
+  VI_CHECK(out.good(), "{}: cannot write", path);
+}
+
+}  // namespace vi::schedulers
