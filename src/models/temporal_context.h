@@ -72,10 +72,11 @@ class PlainTemporalContext final : public TemporalContext {
 };
 
 // softmax(q k^T * scale) v for q [N, Sq, d], k/v [N, Sk, d] -> [N, Sq, d], in slices of the
-// leading dim so that the score matrix stays under about `max_score_elements` elements
-// (spatial self-attention at 64x40 latents would otherwise need GBs). Half-precision inputs get
-// their softmax in float32. The attention of every layer of the UNet goes through this.
+// leading dim so that the score matrix stays under about `max_score_elements` elements (64 MB
+// in fp32; spatial self-attention at 64x40 latents would otherwise need GBs). Half-precision
+// inputs get their softmax in float32. On CUDA with LibTorch >= 2 the fused kernel is used.
+// Every attention of the UNet goes through this.
 at::Tensor dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
-                                 int64_t max_score_elements = int64_t{1} << 26);
+                                 int64_t max_score_elements = int64_t{1} << 24);
 
 }  // namespace vi::models

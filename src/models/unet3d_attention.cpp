@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/check.h"
@@ -83,10 +84,11 @@ BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads,
 }
 
 at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& context,
-                                              TemporalContext* temporal) const {
+                                              TemporalContext* temporal, int64_t ff_chunk_rows) const {
   at::Tensor h = x + attn1_->forward(norm1_->forward(x), at::Tensor(), temporal);
   h = h + attn2_->forward(norm2_->forward(h), context, temporal);
-  return h + ff_->forward(norm3_->forward(h));
+  return h + map_rows(h.size(0), ff_chunk_rows,
+                      [&](int64_t b, int64_t n) { return ff_->forward(norm3_->forward(h.narrow(0, b, n))); });
 }
 
 Transformer2DModelImpl::Transformer2DModelImpl(int64_t heads, int64_t dim_head, int64_t in_channels, int64_t groups,
@@ -122,7 +124,8 @@ TransformerTemporalModelImpl::TransformerTemporalModelImpl(int64_t heads, int64_
   proj_out_ = register_module("proj_out", Linear(inner, in_channels));
 }
 
-at::Tensor TransformerTemporalModelImpl::forward(const at::Tensor& x, int64_t num_frames, TemporalContext& ctx) const {
+at::Tensor TransformerTemporalModelImpl::forward(const at::Tensor& x, int64_t num_frames, TemporalContext& ctx,
+                                                 int64_t frame_chunk) const {
   const int64_t BF = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   VI_CHECK(BF % num_frames == 0, "temporal transformer: {} images are not a multiple of {} frames", BF, num_frames);
   const int64_t B = BF / num_frames, F = num_frames;
@@ -131,7 +134,8 @@ at::Tensor TransformerTemporalModelImpl::forward(const at::Tensor& x, int64_t nu
   at::Tensor h = ctx.group_norm(video, norm.groups(), norm.weight(), norm.bias(), norm.eps());
   h = h.permute({0, 3, 4, 2, 1}).reshape({B * H * W, F, C});  // [B*h*w, F, C]
   h = proj_in_->forward(h);                                    // [B*h*w, F, inner]
-  h = block_->forward(h, at::Tensor(), &ctx);
+  const int64_t ff_rows = frame_chunk > 0 ? std::max<int64_t>(1, frame_chunk * H * W / F) : 0;
+  h = block_->forward(h, at::Tensor(), &ctx, ff_rows);
   h = proj_out_->forward(h);                                   // [B*h*w, F, C]
   h = h.view({B, H, W, F, C}).permute({0, 3, 4, 1, 2}).reshape({BF, C, H, W});  // [B*F, C, h, w]
   return h + x;

@@ -61,7 +61,10 @@ TORCH_MODULE(FeedForward);
 class BasicTransformerBlockImpl : public torch::nn::Module {
  public:
   BasicTransformerBlockImpl(int64_t dim, int64_t heads, int64_t dim_head, int64_t cross_attention_dim);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& context, TemporalContext* temporal) const;
+  // x [N, S, dim]. ff_chunk_rows > 0: norm3 + feed-forward (token-wise, 8x wide inside) run on
+  // that many rows of x at a time (diffusers' chunked feed-forward; same result).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& context, TemporalContext* temporal,
+                     int64_t ff_chunk_rows = 0) const;
 
  private:
   LayerNorm norm1_{nullptr}, norm2_{nullptr}, norm3_{nullptr};
@@ -92,8 +95,9 @@ TORCH_MODULE(Transformer2DModel);
 class TransformerTemporalModelImpl : public torch::nn::Module {
  public:
   TransformerTemporalModelImpl(int64_t heads, int64_t dim_head, int64_t in_channels, int64_t groups);
-  // x [B*F, C, h, w] -> [B*F, C, h, w]
-  at::Tensor forward(const at::Tensor& x, int64_t num_frames, TemporalContext& ctx) const;
+  // x [B*F, C, h, w] -> [B*F, C, h, w]. frame_chunk > 0: the feed-forward runs on about
+  // frame_chunk * h * w tokens at a time, like a per-frame layer on frame_chunk images.
+  at::Tensor forward(const at::Tensor& x, int64_t num_frames, TemporalContext& ctx, int64_t frame_chunk = 0) const;
 
  private:
   GroupNorm norm_{nullptr};

@@ -9,22 +9,6 @@
 
 namespace vi::models {
 
-at::Tensor map_rows(int64_t rows, int64_t chunk, const std::function<at::Tensor(int64_t, int64_t)>& fn) {
-  if (chunk <= 0 || chunk >= rows) return fn(0, rows);
-  at::Tensor out;
-  for (int64_t begin = 0; begin < rows; begin += chunk) {
-    const int64_t len = std::min(chunk, rows - begin);
-    at::Tensor part = fn(begin, len);  // [len, ...]
-    if (!out.defined()) {
-      std::vector<int64_t> shape = part.sizes().vec();
-      shape[0] = rows;
-      out = at::empty(shape, part.options());
-    }
-    out.narrow(0, begin, len).copy_(part);
-  }
-  return out;
-}
-
 namespace {
 
 // The layers shared by every block kind, registered under the diffusers list names.
@@ -68,7 +52,7 @@ at::Tensor run_layer(const std::function<at::Tensor(int64_t, int64_t)>& input, i
     h = map_rows(rows, run.frame_chunk, [&](int64_t b, int64_t n) {
       return (*attention)->forward(h.narrow(0, b, n), context.narrow(0, b, n));
     });
-    h = (*temp_attention)->forward(h, run.num_frames, run.ctx);
+    h = (*temp_attention)->forward(h, run.num_frames, run.ctx, run.frame_chunk);
   }
   return h;
 }
@@ -138,7 +122,7 @@ at::Tensor UNetMidBlock3DCrossAttnImpl::forward(const at::Tensor& x, const at::T
     h = map_rows(rows, run.frame_chunk, [&](int64_t b, int64_t n) {
       return attentions_[i]->forward(h.narrow(0, b, n), context.narrow(0, b, n));
     });
-    h = temp_attentions_[i]->forward(h, run.num_frames, run.ctx);
+    h = temp_attentions_[i]->forward(h, run.num_frames, run.ctx, run.frame_chunk);
     h = run_layer(rows_of_h, rows, temb, context, run, resnets_[i + 1], temp_convs_[i + 1], nullptr, nullptr);
   }
   return h;

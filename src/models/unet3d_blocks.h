@@ -28,11 +28,6 @@ struct FrameRun {
   int64_t frame_chunk;  // images (rows of B*F) per call of a per-frame layer; 0 = all at once
 };
 
-// fn(begin, len) computes rows [begin, begin + len) of a per-frame layer's output; the chunks
-// are written into one output tensor, so a chunk's intermediates are all that is added to the
-// layer's input and output. chunk <= 0 or >= rows: one call.
-at::Tensor map_rows(int64_t rows, int64_t chunk, const std::function<at::Tensor(int64_t, int64_t)>& fn);
-
 struct Block3DOptions {
   int64_t in_channels = 0;
   int64_t out_channels = 0;

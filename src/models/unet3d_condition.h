@@ -74,7 +74,9 @@ class UNet3DConditionModelImpl : public torch::nn::Module {
                      TemporalContext& ctx, StageMap* stages = nullptr) const;
 
   // Images (rows of B*F) per call of the per-frame layers (resnets, spatial transformers,
-  // down/upsamplers, conv_in/out); 0 = all at once. Same result, lower peak memory.
+  // down/upsamplers, conv_in/out), and as many tokens per call of the temporal transformers'
+  // feed-forward (8x wide inside); 0 = all at once. Same result (to reduction order), and peak
+  // activation memory no longer grows with F beyond the [B*F, C, h, w]-sized tensors.
   void set_frame_chunk(int64_t images) { frame_chunk_ = images; }
   int64_t frame_chunk() const { return frame_chunk_; }
 

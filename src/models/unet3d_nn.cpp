@@ -2,7 +2,26 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <vector>
+
 namespace vi::models {
+
+at::Tensor map_rows(int64_t rows, int64_t chunk, const std::function<at::Tensor(int64_t, int64_t)>& fn) {
+  if (chunk <= 0 || chunk >= rows) return fn(0, rows);
+  at::Tensor out;
+  for (int64_t begin = 0; begin < rows; begin += chunk) {
+    const int64_t len = std::min(chunk, rows - begin);
+    at::Tensor part = fn(begin, len);  // [len, ...]
+    if (!out.defined()) {
+      std::vector<int64_t> shape = part.sizes().vec();
+      shape[0] = rows;
+      out = at::empty(shape, part.options());
+    }
+    out.narrow(0, begin, len).copy_(part);
+  }
+  return out;
+}
 
 at::Tensor new_parameter(torch::nn::Module& module, const std::string& name, at::IntArrayRef shape) {
   // at::empty: pages are only touched when the loader or randomize_parameters writes them.

@@ -12,8 +12,15 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <string>
 
 namespace vi::models {
+
+// fn(begin, len) computes rows [begin, begin + len) of a row-wise layer's output (rows = dim 0);
+// the chunks are written into one output tensor, so a chunk's intermediates are all that is
+// added to the layer's input and output. chunk <= 0 or >= rows: one call.
+at::Tensor map_rows(int64_t rows, int64_t chunk, const std::function<at::Tensor(int64_t, int64_t)>& fn);
 
 // An uninitialised parameter, frozen (inference only).
 at::Tensor new_parameter(torch::nn::Module& module, const std::string& name, at::IntArrayRef shape);

@@ -16,6 +16,7 @@
 #include "core/check.h"
 #include "core/json_config.h"
 #include "core/safetensors.h"
+#include "core/torch_compat.h"
 #include "models/temporal_context.h"
 #include "models/test_model_unet.h"
 #include "models/unet3d_condition.h"
@@ -218,6 +219,17 @@ TEST(UNetLoad, TestModelRoundTripsInEveryDtype) {
                 c10::toString(dtype), rel, tolerance);
     EXPECT_LE(rel, tolerance);
   }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(UNetLoad, DtypesTheCpuCannotRunAreRefusedAtLoad) {
+  const std::string dir = vi::test::make_temp_dir("unet-dtype");
+  vi::models::write_test_unet(dir, "tiny", 5, at::kFloat);
+  EXPECT_NE(error_of([&] { vi::models::load_unet3d(dir, at::kDouble); }).find("Double"), std::string::npos);
+#if TORCH_VERSION_MAJOR < 2
+  EXPECT_NE(error_of([&] { vi::models::load_unet3d(dir, at::kHalf); }).find("float16 on the CPU"), std::string::npos);
+#endif
+  EXPECT_EQ(vi::models::load_unet3d(dir, at::kBFloat16)->dtype(), at::kBFloat16);
   std::filesystem::remove_all(dir);
 }
 
