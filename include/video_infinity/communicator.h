@@ -39,6 +39,10 @@ class Communicator {
   // Overwrites `tensor` on every rank with root's.
   virtual void broadcast(at::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;
+  // Point to point (not collective): `tensor` to rank `dst`; recv fills a tensor of the sender's
+  // shape and dtype from rank `src`. Used to stream decoded clips to rank 0.
+  virtual void send(const at::Tensor& tensor, int dst) = 0;
+  virtual void recv(at::Tensor& tensor, int src) = 0;
 
   // Bytes this rank has sent to other ranks since construction or the last reset.
   uint64_t bytes_sent() const { return bytes_sent_; }

@@ -28,6 +28,8 @@ class LocalCommunicator final : public Communicator {
     VI_CHECK(root == 0, "broadcast: root {} outside a world of 1", root);
   }
   void barrier() override {}
+  void send(const at::Tensor&, int dst) override { VI_FAIL("send to rank {} in a world of 1", dst); }
+  void recv(at::Tensor&, int src) override { VI_FAIL("recv from rank {} in a world of 1", src); }
 
  private:
   c10::Device device_;

@@ -196,9 +196,24 @@ class MpiCommunicator final : public Communicator {
 
   void barrier() override { VI_MPI_CHECK(MPI_Barrier(comm_)); }
 
+  void send(const at::Tensor& tensor, int dst) override {
+    VI_CHECK(dst >= 0 && dst < size_ && dst != rank_, "send: invalid destination rank {}", dst);
+    at::Tensor t = cpu_contiguous(tensor, "send");
+    VI_MPI_CHECK(MPI_Send(t.data_ptr(), byte_count(t, "send"), MPI_BYTE, dst, kTagPointToPoint, comm_));
+    count_sent(t.nbytes());
+  }
+
+  void recv(at::Tensor& tensor, int src) override {
+    VI_CHECK(src >= 0 && src < size_ && src != rank_, "recv: invalid source rank {}", src);
+    VI_CHECK(tensor.is_contiguous() && tensor.device().is_cpu(), "MPI recv: needs a contiguous CPU tensor");
+    VI_MPI_CHECK(MPI_Recv(tensor.data_ptr(), byte_count(tensor, "recv"), MPI_BYTE, src, kTagPointToPoint, comm_,
+                          MPI_STATUS_IGNORE));
+  }
+
  private:
   static constexpr int kTagToLeft = 101;
   static constexpr int kTagToRight = 102;
+  static constexpr int kTagPointToPoint = 103;
 
   static at::Tensor cpu_contiguous(const at::Tensor& t, const char* op) {
     VI_CHECK(t.defined(), "MPI {}: undefined tensor", op);

@@ -176,6 +176,18 @@ class NcclCommunicator final : public Communicator {
     VI_CUDA_CHECK(sync);
   }
 
+  void send(const at::Tensor& tensor, int dst) override {
+    at::Tensor t = cuda_contiguous(tensor, "send");
+    VI_NCCL_CHECK(ncclSend(t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), dst, comm_, stream()));
+    count_sent(t.nbytes());
+  }
+
+  void recv(at::Tensor& tensor, int src) override {
+    VI_CHECK(tensor.is_contiguous(), "NCCL recv: needs a contiguous tensor");
+    cuda_contiguous(tensor, "recv");
+    VI_NCCL_CHECK(ncclRecv(tensor.data_ptr(), tensor.numel(), nccl_type(tensor.scalar_type()), src, comm_, stream()));
+  }
+
  private:
   // Work is ordered on torch's current stream when LibTorch has CUDA, else on the legacy
   // default stream (which every other stream synchronises with).

@@ -9,27 +9,28 @@
 
 #include <functional>
 
+#include "models/temporal_context.h"
 #include "parallel/clip_parallel.h"
 #include "parallel/dual_scope.h"
 #include "video_infinity/communicator.h"
 
 namespace vi::parallel {
 
-class DualScopeContext {
+class DualScopeContext final : public models::TemporalContext {
  public:
   DualScopeContext(const DualScopeSettings& settings, const ClipLayout& layout, Communicator& comm);
 
   // Before each UNet call: the scheduler's timestep (drives the phase biases) and the UNet
   // batch, laid out [A groups (CFG branches)] x [local clips].
-  void begin_call(double timestep, int64_t batch);
+  void begin_call(double timestep, int64_t batch) override;
 
   // x [B, C, F, h, w] -> convs applied to x extended by Pc halo frames, cropped back to F.
-  at::Tensor temporal_conv(const at::Tensor& x, const std::function<at::Tensor(const at::Tensor&)>& convs);
+  at::Tensor temporal_conv(const at::Tensor& x, const std::function<at::Tensor(const at::Tensor&)>& convs) override;
   // q, k, v [B*h*w*heads, F, d] (batch-major) -> attention output [B*h*w*heads, F, d].
-  at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+  at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) override;
   // A temporal GroupNorm over x [B, C, ...].
   at::Tensor group_norm(const at::Tensor& x, int64_t groups, const at::Tensor& weight, const at::Tensor& bias,
-                        double eps);
+                        double eps) override;
 
   const DualScopeSettings& settings() const { return settings_; }
   const ClipLayout& layout() const { return layout_; }

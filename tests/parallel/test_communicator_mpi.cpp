@@ -107,6 +107,23 @@ TEST_F(MpiCommunicatorTest, CountsBytesSent) {
   comm_->barrier();
 }
 
+TEST_F(MpiCommunicatorTest, PointToPointToRankZero) {
+  // Every rank streams two messages to rank 0, which takes them in rank order.
+  const int n = comm_->world_size();
+  if (comm_->rank() == 0) {
+    for (int src = 1; src < n; ++src) {
+      for (int m = 0; m < 2; ++m) {
+        at::Tensor got = at::empty({3, 4}, at::kByte);
+        comm_->recv(got, src);
+        EXPECT_TRUE(at::equal(got, at::full({3, 4}, 10 * src + m, at::kByte))) << src << " " << m;
+      }
+    }
+  } else {
+    for (int m = 0; m < 2; ++m) comm_->send(at::full({3, 4}, 10 * comm_->rank() + m, at::kByte), 0);
+  }
+  comm_->barrier();
+}
+
 TEST_F(MpiCommunicatorTest, RejectsBadInput) {
   EXPECT_THROW(comm_->all_gather(at::Tensor()), std::exception);
   EXPECT_THROW(comm_->all_gather(at::scalar_tensor(1.0)), std::exception);

@@ -1,0 +1,188 @@
+#include "pipeline/text_to_video.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <c10/core/InferenceMode.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "core/check.h"
+#include "core/json_config.h"
+#include "core/safetensors.h"
+#include "parallel/dual_scope_context.h"
+
+namespace vi::pipeline {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+}  // namespace
+
+std::string scheduler_for_flag(const std::string& flag) {
+  if (flag == "dpmpp-2m-sde") return "sde-dpmsolver++";
+  if (flag == "dpmpp-2m") return "dpmsolver++";
+  if (flag == "ddim") return "ddim";
+  VI_FAIL("--scheduler: unknown scheduler '{}' (expected dpmpp-2m-sde, dpmpp-2m or ddim)", flag);
+}
+
+c10::Device resolve_device(const std::string& flag, int local_rank) {
+  if (flag == "cpu") return c10::kCPU;
+  const bool cuda = at::hasCUDA() && at::getNumGPUs() > 0;
+  if (flag == "cuda") {
+    VI_CHECK(cuda, "--device cuda: no CUDA device is visible (or this LibTorch has no CUDA)");
+  }
+  if (cuda) return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank % at::getNumGPUs()));
+  return c10::kCPU;
+}
+
+c10::ScalarType resolve_dtype(const std::string& flag, c10::Device device) {
+  if (flag == "fp32") return at::kFloat;
+  if (flag == "fp16") return at::kHalf;
+  if (flag == "bf16") return at::kBFloat16;
+  return device.is_cuda() ? at::kHalf : at::kFloat;
+}
+
+TextToVideoPipeline::TextToVideoPipeline(const GenerationConfig& config, parallel::Communicator& comm,
+                                         c10::Device device, c10::ScalarType dtype, PipelineOptions options)
+    : config_(config), comm_(comm), device_(device), dtype_(dtype), options_(std::move(options)) {
+  layout_ = parallel::ClipLayout::make(config_.clips, config_.frames_per_clip, comm_);
+  if (options_.dual_scope) {
+    context_ = std::make_unique<parallel::DualScopeContext>(config_.dual_scope, layout_, comm_);
+  } else {
+    context_ = std::make_unique<models::PlainTemporalContext>();
+  }
+  for (int64_t j = 0; j < layout_.local_clips; ++j) {
+    generators_.push_back(at::make_generator<at::CPUGeneratorImpl>(
+        static_cast<uint64_t>(config_.seed + layout_.first_clip + j)));
+  }
+}
+
+// 1. Load every component.
+void TextToVideoPipeline::load() {
+  auto t0 = Clock::now();
+  paths_ = core::resolve_model(config_.model_dir, config_.unet_dir);
+  tokenizer_ = std::make_unique<ClipTokenizer>(ClipTokenizer::load(paths_.tokenizer));
+  text_encoder_ = models::load_clip_text(paths_.text_encoder, dtype_, device_);
+  unet_ = models::load_unet3d(paths_.unet, dtype_, device_);
+  unet_->set_frame_chunk(config_.frame_chunk);
+  vae_ = models::load_vae(paths_.vae, dtype_, device_);
+  schedulers::SchedulerOverrides overrides;
+  if (config_.scheduler != "ddim") {
+    // The reference's sampler: DPMSolverMultistep from the model's DDIM config (linspace).
+    overrides.use_karras_sigmas = config_.karras;
+  }
+  scheduler_ = schedulers::make_scheduler(scheduler_for_flag(config_.scheduler),
+                                          core::JsonConfig::load(paths_.scheduler + "/scheduler_config.json"),
+                                          overrides);
+  scheduler_->set_timesteps(config_.steps);
+  VI_CHECK(unet_->config().cross_attention_dim == text_encoder_->config().hidden_size,
+           "{}: UNet cross_attention_dim {} does not match the text encoder's hidden size {} ({})", paths_.unet,
+           unet_->config().cross_attention_dim, text_encoder_->config().hidden_size, paths_.text_encoder);
+  times_.load = seconds_since(t0);
+}
+
+// 2. Text states [uncond x Cl | cond per clip].
+at::Tensor TextToVideoPipeline::encode_text() {
+  c10::InferenceMode guard;
+  auto t0 = Clock::now();
+  const auto prompts = clip_prompts(config_);
+  std::vector<std::string> texts(static_cast<size_t>(layout_.local_clips), config_.negative_prompt);
+  for (int64_t j = 0; j < layout_.local_clips; ++j) texts.push_back(prompts[static_cast<size_t>(layout_.first_clip + j)]);
+  std::vector<at::Tensor> ids;
+  for (const auto& text : texts) {
+    auto enc = tokenizer_->encode(text);
+    if (enc.truncated && &text != &texts.front()) {
+      spdlog::warn("prompt truncated to {} tokens: '{}'", tokenizer_->max_length(), text);
+    }
+    ids.push_back(at::tensor(enc.ids, at::TensorOptions().dtype(at::kLong)));
+  }
+  at::Tensor states = text_encoder_->forward(at::stack(ids).to(device_));  // [2Cl, 77, D]
+  times_.text = seconds_since(t0);
+  return states;
+}
+
+// 3. Initial noise per clip.
+at::Tensor TextToVideoPipeline::initial_latents() {
+  const int64_t F = layout_.frames, h = config_.height / 8, w = config_.width / 8;
+  const int64_t channels = unet_->config().in_channels;
+  std::vector<at::Tensor> clips;
+  if (!config_.init_latents.empty()) {
+    core::SafetensorsFile file(config_.init_latents);
+    VI_CHECK(file.find("latents") != nullptr, "--init-latents {}: no tensor named 'latents'", config_.init_latents);
+    at::Tensor all = file.tensor("latents").to(at::kFloat);
+    const std::vector<int64_t> expected = {1, channels, config_.frames, h, w};
+    VI_CHECK(all.sizes().vec() == expected, "--init-latents {}: 'latents' has shape {}, expected {}",
+             config_.init_latents, core::shape_str(all.sizes().vec()), core::shape_str(expected));
+    for (int64_t j = 0; j < layout_.local_clips; ++j) {
+      clips.push_back(all.narrow(2, (layout_.first_clip + j) * F, F).clone());
+    }
+  } else {
+    for (int64_t j = 0; j < layout_.local_clips; ++j) {
+      // Ref: diffusers randn_tensor([1, 4, F, h, w], generator) on the CPU generator.
+      clips.push_back(at::randn({1, channels, F, h, w}, generators_[static_cast<size_t>(j)]));
+    }
+  }
+  return at::cat(clips, 0).mul_(scheduler_->init_noise_sigma());  // [Cl, 4, F, h, w]
+}
+
+// 4. The denoising loop.
+at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& text_states) {
+  c10::InferenceMode guard;
+  const int64_t Cl = layout_.local_clips, F = layout_.frames;
+  const auto& steps = scheduler_->timesteps();
+  const uint64_t bytes_before = comm_.bytes_sent();
+  auto t_all = Clock::now();
+  latents = latents.to(at::kFloat);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    auto t0 = Clock::now();
+    const int64_t t = steps[i];
+    // [Cl, C, F, h, w] -> the CFG batch [uncond clips | cond clips].
+    at::Tensor model_in = scheduler_->scale_model_input(latents, t);
+    model_in = at::cat({model_in, model_in}, 0).to(device_, dtype_);
+    const uint64_t call_start = comm_.bytes_sent();
+    at::Tensor eps = unet_->forward(model_in, static_cast<double>(t), text_states, config_.fps, *context_);
+    if (i == 0) times_.bytes_per_unet_call = comm_.bytes_sent() - call_start;
+    eps = eps.to(at::kFloat).to(latents.device());
+    at::Tensor uncond = eps.narrow(0, 0, Cl), cond = eps.narrow(0, Cl, Cl);
+    at::Tensor guided = uncond + config_.guidance * (cond - uncond);
+    // The scheduler steps on [Cl * F, C, h, w], as the reference pipeline reshapes.
+    auto frames_first = [&](const at::Tensor& x) { return x.permute({0, 2, 1, 3, 4}).reshape({Cl * F, x.size(1), x.size(3), x.size(4)}); };
+    at::Tensor noise;
+    if (scheduler_->is_stochastic()) {
+      std::vector<at::Tensor> parts;
+      for (int64_t j = 0; j < Cl; ++j) {
+        if (options_.noise_source) {
+          parts.push_back(options_.noise_source(static_cast<int64_t>(i), layout_.first_clip + j).to(at::kFloat));
+        } else {
+          // Ref: DPMSolverMultistepScheduler.step draws randn(model_output.shape = [F, C, h, w]).
+          parts.push_back(at::randn({F, guided.size(1), guided.size(3), guided.size(4)}, generators_[static_cast<size_t>(j)]));
+        }
+      }
+      noise = at::cat(parts, 0).to(latents.device());
+    }
+    at::Tensor prev = scheduler_->step(frames_first(guided), t, frames_first(latents), nullptr, noise);
+    latents = prev.reshape({Cl, F, latents.size(1), latents.size(3), latents.size(4)}).permute({0, 2, 1, 3, 4}).contiguous();
+    if (options_.on_latents) options_.on_latents(static_cast<int64_t>(i), latents);
+    if (options_.on_step) options_.on_step(static_cast<int64_t>(i), static_cast<int64_t>(steps.size()), seconds_since(t0));
+  }
+  times_.denoise = seconds_since(t_all);
+  times_.bytes_total = comm_.bytes_sent() - bytes_before;
+  return latents;
+}
+
+// 5. VAE decode of one local clip.
+at::Tensor TextToVideoPipeline::decode_clip(const at::Tensor& latents, int64_t local_clip) {
+  c10::InferenceMode guard;
+  auto t0 = Clock::now();
+  at::Tensor z = latents.narrow(0, local_clip, 1).to(device_, dtype_);    // [1, 4, F, h, w]
+  at::Tensor images = vae_->decode_latents(z, config_.vae_chunk);           // [1, 3, F, H, W]
+  at::Tensor frames = models::to_uint8_frames(images);                      // [F, H, W, 3]
+  times_.decode += seconds_since(t0);
+  return frames;
+}
+
+}  // namespace vi::pipeline

@@ -1,0 +1,94 @@
+// The text-to-video pipeline of one rank: its clips of the video, denoised together with the
+// other ranks' through the temporal context, decoded on the rank that owns them.
+// Stages: 1 load, 2 text embeddings, 3 initial latents, 4 denoising loop, 5 VAE decode.
+#pragma once
+
+#include <ATen/Tensor.h>
+#include <ATen/core/Generator.h>
+#include <c10/core/Device.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/model_dir.h"
+#include "models/autoencoder_kl.h"
+#include "models/clip_text.h"
+#include "models/temporal_context.h"
+#include "models/unet3d_condition.h"
+#include "parallel/clip_parallel.h"
+#include "pipeline/clip_tokenizer.h"
+#include "schedulers/scheduler.h"
+#include "video_infinity/communicator.h"
+#include "video_infinity/generation_config.h"
+
+namespace vi::pipeline {
+
+struct PipelineOptions {
+  // false: every clip runs alone (plain diffusers per clip, no dual-scope exchange).
+  bool dual_scope = true;
+  // Tests: noise for the stochastic sampler at step i for global clip c, [F, 4, h, w] like the
+  // reference draws it; empty = drawn from the clip's generator.
+  std::function<at::Tensor(int64_t step, int64_t clip)> noise_source;
+  // Called after every step on every rank: (step index, steps, seconds of that step).
+  std::function<void(int64_t, int64_t, double)> on_step;
+  // Called after every step with the local latents [Cl, 4, F, h, w] (tests, checkpoints).
+  std::function<void(int64_t, const at::Tensor&)> on_latents;
+};
+
+struct StageTimes {
+  double load = 0, text = 0, denoise = 0, decode = 0;
+  uint64_t bytes_per_unet_call = 0;  // sent by this rank, one UNet call (the first step)
+  uint64_t bytes_total = 0;
+};
+
+class TextToVideoPipeline {
+ public:
+  // `config` must be resolved (resolve_config) for `comm`'s world size.
+  TextToVideoPipeline(const GenerationConfig& config, parallel::Communicator& comm, c10::Device device,
+                      c10::ScalarType dtype, PipelineOptions options = {});
+
+  // Stage 1: every component from disk.
+  void load();
+  // Stage 2: [2 * Cl, 77, D] text states, laid out [uncond x Cl | cond of each local clip].
+  at::Tensor encode_text();
+  // Stage 3: [Cl, 4, F, h, w] fp32: N(0,1) from a generator seeded seed + clip index (the
+  // reference seeds seed + rank), or the slice of --init-latents for these clips.
+  at::Tensor initial_latents();
+  // Stage 4: the denoising loop; returns the final latents [Cl, 4, F, h, w] fp32.
+  at::Tensor denoise(at::Tensor latents, const at::Tensor& text_states);
+  // Stage 5: uint8 frames [F, H, W, 3] of local clip j.
+  at::Tensor decode_clip(const at::Tensor& latents, int64_t local_clip);
+
+  const parallel::ClipLayout& layout() const { return layout_; }
+  const StageTimes& times() const { return times_; }
+  const std::vector<int64_t>& timesteps() const { return scheduler_->timesteps(); }
+  c10::ScalarType dtype() const { return dtype_; }
+  std::string scheduler_name() const { return scheduler_->name(); }
+
+ private:
+  GenerationConfig config_;
+  parallel::Communicator& comm_;
+  c10::Device device_;
+  c10::ScalarType dtype_;
+  PipelineOptions options_;
+  parallel::ClipLayout layout_;
+  core::ModelPaths paths_;
+  std::unique_ptr<ClipTokenizer> tokenizer_;
+  models::ClipTextModel text_encoder_{nullptr};
+  models::UNet3DConditionModel unet_{nullptr};
+  models::AutoencoderKL vae_{nullptr};
+  std::unique_ptr<schedulers::Scheduler> scheduler_;
+  std::unique_ptr<models::TemporalContext> context_;
+  std::vector<at::Generator> generators_;  // one per local clip
+  StageTimes times_;
+};
+
+// The scheduler name of a --scheduler value: dpmpp-2m-sde -> sde-dpmsolver++, ...
+std::string scheduler_for_flag(const std::string& flag);
+// auto -> cuda when available, else cpu; and the dtype for it (auto: fp16 on CUDA, fp32 on CPU).
+c10::Device resolve_device(const std::string& flag, int local_rank);
+c10::ScalarType resolve_dtype(const std::string& flag, c10::Device device);
+
+}  // namespace vi::pipeline
