@@ -14,5 +14,8 @@ using Runner = std::function<int(const parallel::LaunchInfo&)>;
 
 Runner add_inspect(CLI::App& app);
 Runner add_check_env(CLI::App& app);
+Runner add_generate(CLI::App& app);
+Runner add_tokenize(CLI::App& app);
+Runner add_make_test_model(CLI::App& app);
 
 }  // namespace vi::cli

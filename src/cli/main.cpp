@@ -4,7 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <algorithm>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "core/check.h"
@@ -26,12 +29,23 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")->capture_default_str();
-  std::vector<vi::cli::Runner> runners = {vi::cli::add_inspect(app), vi::cli::add_check_env(app)};
+  std::vector<vi::cli::Runner> runners = {vi::cli::add_generate(app), vi::cli::add_tokenize(app),
+                                          vi::cli::add_inspect(app), vi::cli::add_make_test_model(app),
+                                          vi::cli::add_check_env(app)};
+  // Generating is the default subcommand: `video-infinity --model M --prompt P` means generate.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  bool has_subcommand = false, wants_help = false;
+  for (const auto& a : args) {
+    for (const auto* sub : app.get_subcommands({})) has_subcommand |= a == sub->get_name();
+    wants_help |= a == "-h" || a == "--help" || a == "--version";
+  }
+  if (!has_subcommand && !(wants_help && args.size() == 1) && !args.empty()) args.insert(args.begin(), "generate");
+  std::reverse(args.begin(), args.end());  // CLI11 takes the arguments reversed
 
   int code = 0;
   try {
     try {
-      app.parse(argc, argv);
+      app.parse(args);
     } catch (const CLI::ParseError& e) {
       // --help / --version exit 0 on every rank; errors are printed by rank 0 only.
       int exit_code = e.get_exit_code();
