@@ -207,6 +207,8 @@ int run(Bindings& b, const parallel::LaunchInfo& launch) {
 Runner add_generate(CLI::App& app) {
   auto b = std::make_shared<Bindings>();
   auto* cmd = app.add_subcommand("generate", "Generate a video from a text prompt (the default subcommand)");
+  // A flag given twice: the last one wins (scripts append overrides).
+  cmd->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cmd->add_option("--config", b->config_file,
                   "JSON settings: the reference's examples/config.json format or our keys (flags override it)");
   bind(cmd, *b, "--model", VI_FIELD(model_dir), "Model directory (diffusers layout or HF cache entry)");

@@ -41,7 +41,14 @@ c10::Device resolve_device(const std::string& flag, int local_rank) {
 
 c10::ScalarType resolve_dtype(const std::string& flag, c10::Device device) {
   if (flag == "fp32") return at::kFloat;
-  if (flag == "fp16") return at::kHalf;
+  if (flag == "fp16") {
+    if (device.is_cpu()) {
+      // Reference configs say torch.float16 (they ran on GPUs); the CPU runs them in fp32.
+      spdlog::warn("--dtype fp16 is not supported on the CPU: using fp32");
+      return at::kFloat;
+    }
+    return at::kHalf;
+  }
   if (flag == "bf16") return at::kBFloat16;
   return device.is_cuda() ? at::kHalf : at::kFloat;
 }
