@@ -37,7 +37,10 @@ class TemporalContext {
                                    const std::function<at::Tensor(const at::Tensor&)>& convs) = 0;
 
   // Temporal self-attention over frames, after the q/k/v projections and the head split and
-  // before to_out. q, k, v [B*h*w*heads, F, d], batch-major (row = (b*h*w + pixel)*heads + head).
+  // before to_out. q, k, v [B*n*heads, F, d], batch-major (row = (b*n + pixel)*heads + head),
+  // where n = h*w, or fewer pixels when the model's frame_chunk splits a temporal transformer
+  // into pixel subsets (then one call per subset, the same sequence of calls on every rank that
+  // runs the same settings).
   // Returns softmax(q k^T * scale) v, [B*h*w*heads, F, d], with scale = 1/sqrt(d) (diffusers'
   // Attention default, dim_head ** -0.5).
   // Distributed: keys/values become [left P halo | own F | right P halo | G global frames]

@@ -84,11 +84,10 @@ BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads,
 }
 
 at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& context,
-                                              TemporalContext* temporal, int64_t ff_chunk_rows) const {
+                                              TemporalContext* temporal) const {
   at::Tensor h = x + attn1_->forward(norm1_->forward(x), at::Tensor(), temporal);
   h = h + attn2_->forward(norm2_->forward(h), context, temporal);
-  return h + map_rows(h.size(0), ff_chunk_rows,
-                      [&](int64_t b, int64_t n) { return ff_->forward(norm3_->forward(h.narrow(0, b, n))); });
+  return h + ff_->forward(norm3_->forward(h));
 }
 
 Transformer2DModelImpl::Transformer2DModelImpl(int64_t heads, int64_t dim_head, int64_t in_channels, int64_t groups,
@@ -126,19 +125,36 @@ TransformerTemporalModelImpl::TransformerTemporalModelImpl(int64_t heads, int64_
 
 at::Tensor TransformerTemporalModelImpl::forward(const at::Tensor& x, int64_t num_frames, TemporalContext& ctx,
                                                  int64_t frame_chunk) const {
-  const int64_t BF = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t BF = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), HW = H * W;
   VI_CHECK(BF % num_frames == 0, "temporal transformer: {} images are not a multiple of {} frames", BF, num_frames);
   const int64_t B = BF / num_frames, F = num_frames;
   at::Tensor video = x.reshape({B, F, C, H, W}).permute({0, 2, 1, 3, 4});  // [B, C, F, h, w]
   const auto& norm = *norm_;
-  at::Tensor h = ctx.group_norm(video, norm.groups(), norm.weight(), norm.bias(), norm.eps());
-  h = h.permute({0, 3, 4, 2, 1}).reshape({B * H * W, F, C});  // [B*h*w, F, C]
-  h = proj_in_->forward(h);                                    // [B*h*w, F, inner]
-  const int64_t ff_rows = frame_chunk > 0 ? std::max<int64_t>(1, frame_chunk * H * W / F) : 0;
-  h = block_->forward(h, at::Tensor(), &ctx, ff_rows);
-  h = proj_out_->forward(h);                                   // [B*h*w, F, C]
-  h = h.view({B, H, W, F, C}).permute({0, 3, 4, 1, 2}).reshape({BF, C, H, W});  // [B*F, C, h, w]
-  return h + x;
+  at::Tensor normed = ctx.group_norm(video, norm.groups(), norm.weight(), norm.bias(), norm.eps());
+  normed = normed.permute({0, 3, 4, 2, 1}).reshape({B, HW, F, C});  // [B, h*w, F, C]
+
+  // Pixels are independent after the GroupNorm (attention runs over frames), so the block can
+  // run on pixel subsets: with frame_chunk > 0, about frame_chunk * h * w tokens at a time
+  // (B x n pixels x F frames), like a per-frame layer on frame_chunk images.
+  auto pixels = [&](const at::Tensor& part) {  // [B, n, F, C] -> [B, n, F, C]
+    const int64_t n = part.size(1);
+    at::Tensor t = proj_in_->forward(part.reshape({B * n, F, C}));  // [B*n, F, inner]
+    t = block_->forward(t, at::Tensor(), &ctx);
+    return proj_out_->forward(t).view({B, n, F, C});
+  };
+  const int64_t n = frame_chunk > 0 ? std::clamp<int64_t>(frame_chunk * HW / (B * F), 1, HW) : HW;
+  at::Tensor out;
+  if (n >= HW) {
+    out = pixels(normed);
+  } else {
+    out = at::empty({B, HW, F, C}, normed.options());
+    for (int64_t p = 0; p < HW; p += n) {
+      const int64_t len = std::min(n, HW - p);
+      out.narrow(1, p, len).copy_(pixels(normed.narrow(1, p, len)));
+    }
+  }
+  out = out.view({B, H, W, F, C}).permute({0, 3, 4, 1, 2}).reshape({BF, C, H, W});  // [B*F, C, h, w]
+  return out + x;
 }
 
 }  // namespace vi::models

@@ -61,10 +61,8 @@ TORCH_MODULE(FeedForward);
 class BasicTransformerBlockImpl : public torch::nn::Module {
  public:
   BasicTransformerBlockImpl(int64_t dim, int64_t heads, int64_t dim_head, int64_t cross_attention_dim);
-  // x [N, S, dim]. ff_chunk_rows > 0: norm3 + feed-forward (token-wise, 8x wide inside) run on
-  // that many rows of x at a time (diffusers' chunked feed-forward; same result).
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& context, TemporalContext* temporal,
-                     int64_t ff_chunk_rows = 0) const;
+  // x [N, S, dim], context [N, Sk, cross_dim] or undefined; temporal: see Attention.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& context, TemporalContext* temporal) const;
 
  private:
   LayerNorm norm1_{nullptr}, norm2_{nullptr}, norm3_{nullptr};
@@ -95,8 +93,9 @@ TORCH_MODULE(Transformer2DModel);
 class TransformerTemporalModelImpl : public torch::nn::Module {
  public:
   TransformerTemporalModelImpl(int64_t heads, int64_t dim_head, int64_t in_channels, int64_t groups);
-  // x [B*F, C, h, w] -> [B*F, C, h, w]. frame_chunk > 0: the feed-forward runs on about
-  // frame_chunk * h * w tokens at a time, like a per-frame layer on frame_chunk images.
+  // x [B*F, C, h, w] -> [B*F, C, h, w]. frame_chunk > 0: after the GroupNorm, the block runs on
+  // subsets of n pixels (all B, all F frames; about frame_chunk * h * w tokens) at a time, so
+  // ctx.attention is then called once per subset with [B*n*heads, F, d].
   at::Tensor forward(const at::Tensor& x, int64_t num_frames, TemporalContext& ctx, int64_t frame_chunk = 0) const;
 
  private:

@@ -16,8 +16,7 @@ struct LayerLists {
   torch::nn::ModuleList resnets, temp_convs, attentions, temp_attentions;
 };
 
-// Builds layer i's modules: resnet(in -> out), temporal conv, and the two transformers when
-// the block has cross-attention.
+// Appends one layer's resnet (resnet_in -> channels) and temporal conv.
 void add_layer(const Block3DOptions& o, int64_t resnet_in, int64_t channels, double output_scale_factor,
                LayerLists& lists, std::vector<ResnetBlock2D>& resnets, std::vector<TemporalConvLayer>& temp_convs) {
   resnets.emplace_back(resnet_in, channels, o.temb_channels, o.groups, o.eps, output_scale_factor);
@@ -26,6 +25,7 @@ void add_layer(const Block3DOptions& o, int64_t resnet_in, int64_t channels, dou
   lists.temp_convs->push_back(temp_convs.back());
 }
 
+// Appends one layer's spatial and temporal transformers: channels / head_dim heads of head_dim.
 void add_transformers(const Block3DOptions& o, int64_t channels, LayerLists& lists,
                       std::vector<Transformer2DModel>& attentions,
                       std::vector<TransformerTemporalModel>& temp_attentions) {

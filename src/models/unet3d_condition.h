@@ -74,9 +74,10 @@ class UNet3DConditionModelImpl : public torch::nn::Module {
                      TemporalContext& ctx, StageMap* stages = nullptr) const;
 
   // Images (rows of B*F) per call of the per-frame layers (resnets, spatial transformers,
-  // down/upsamplers, conv_in/out), and as many tokens per call of the temporal transformers'
-  // feed-forward (8x wide inside); 0 = all at once. Same result (to reduction order), and peak
-  // activation memory no longer grows with F beyond the [B*F, C, h, w]-sized tensors.
+  // down/upsamplers, conv_in/out), and as many tokens (frame_chunk * h * w) per call of the
+  // temporal transformers' blocks, which then run on pixel subsets; 0 = all at once. Same
+  // result (to reduction order); peak memory then grows with F only through the temporal conv
+  // layers and the [B*F, C, h, w] tensors that exist anyway.
   void set_frame_chunk(int64_t images) { frame_chunk_ = images; }
   int64_t frame_chunk() const { return frame_chunk_; }
 

@@ -104,6 +104,19 @@ TEST(TemporalContext, EveryTemporalLayerCallsTheContext) {
   // Recording changes nothing.
   PlainTemporalContext plain;
   EXPECT_EQ(vi::test::rel_error(out, model->forward(sample, 801.0, text, 8, plain)), 0.0);
+
+  // frame_chunk 3: temporal transformers run on pixel subsets of n = 3*h*w / (B*F) = 16 pixels,
+  // so transformer_in's attentions come as 4 calls of [B*16*8 heads, F, 8] each.
+  model->set_frame_chunk(3);
+  RecordingContext chunked;
+  at::Tensor out_chunked = model->forward(sample, 801.0, text, 8, chunked);
+  EXPECT_EQ(chunked.conv_shapes_.size(), 8u);
+  EXPECT_EQ(chunked.norm_shapes_.size(), 8u * 4u + 5u);
+  ASSERT_EQ(chunked.attention_shapes_.size(), 10u * 4u);
+  EXPECT_EQ(chunked.attention_shapes_[0], (std::vector<int64_t>{B * 16 * 8, F, 8}));
+  const double rel = vi::test::rel_error(out_chunked, out);
+  std::printf("  frame_chunk 3 vs all at once: rel %.3e (tolerance 1e-5)\n", rel);
+  EXPECT_LE(rel, 1e-5);
 }
 
 TEST(TemporalContext, HaloExtendingContextRunsTheConvsOnMoreFrames) {
