@@ -7,12 +7,12 @@ cd "$(dirname "$0")/.."
 out=.carry
 rm -rf "$out" && mkdir -p "$out/debs"
 ( cd "$out/debs" && apt-get download libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev googletest >/dev/null 2>&1 )
-for deb in "$out"/debs/*.deb; do dpkg-deb -x "$deb" "$out/root"; done
+for deb in "$out"/debs/*.deb; do dpkg-deb -x "$deb" "$out/unpacked"; done
 rm -rf "$out/debs"
 # Keep only headers and the GoogleTest sources: nothing compiled for Debian travels.
 mkdir -p "$out/usr"
-mv "$out/root/usr/include" "$out/usr/include"
-mv "$out/root/usr/src" "$out/usr/src"
-rm -rf "$out/root"
+mv "$out/unpacked/usr/include" "$out/usr/include"
+mv "$out/unpacked/usr/src" "$out/usr/src"
+rm -rf "$out/unpacked"
 du -sh "$out"
 echo "prepare_gpu_carry.sh: unpacked into $out/usr (pass carry: [\".carry\"] to the device run)"

@@ -53,6 +53,15 @@ at::Tensor golden(const std::string& file, const std::string& name) {
   return f.tensor(name).clone();
 }
 
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const vi::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 CommandResult run_command(const std::string& command) {
   CommandResult result;
   FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <string>
 
 #include "core/safetensors.h"
@@ -26,6 +27,9 @@ double max_abs_error(const at::Tensor& out, const at::Tensor& ref);
 
 // Loads one tensor of a golden file as a CPU float/int tensor (a copy).
 at::Tensor golden(const std::string& file, const std::string& name);
+
+// The message of the vi::Error that `f` throws, or "" when it throws none.
+std::string error_of(const std::function<void()>& f);
 
 // Runs a shell command; returns its exit status and its stdout+stderr.
 struct CommandResult {

@@ -12,14 +12,7 @@ using vi::GenerationConfig;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const vi::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using vi::test::error_of;
 
 GenerationConfig resolved(GenerationConfig c, int world = 1) {
   vi::resolve_config(c, world);

@@ -11,14 +11,7 @@ using vi::core::JsonConfig;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const vi::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using vi::test::error_of;
 
 TEST(JsonConfig, TypedAccess) {
   JsonConfig c(nlohmann::json::parse(R"({"a": 3, "b": 2.0, "c": "x", "d": [1, 2], "e": null, "f": true,

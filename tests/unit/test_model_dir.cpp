@@ -14,14 +14,7 @@ using vi::core::resolve_model;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const vi::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using vi::test::error_of;
 
 TEST(ModelDir, ReferenceLayoutWithSeparateUNetAtItsRoot) {
   auto paths = resolve_model(vi::test::tiny_model_dir(), vi::test::tiny_unet_dir());

@@ -26,14 +26,7 @@ namespace {
 using vi::core::JsonConfig;
 using vi::models::UNet3DConfig;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const vi::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using vi::test::error_of;
 
 // Runs f with the default logger writing into a string; returns what was logged.
 std::string log_of(const std::function<void()>& f) {

@@ -39,14 +39,7 @@ bool have_tool(const std::string& name) {
     if (!vi::video::mp4_supported()) GTEST_SKIP() << "built without ffmpeg";   \
   } while (0)
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const vi::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using vi::test::error_of;
 
 std::vector<std::string> list_dir(const std::string& dir) {
   std::vector<std::string> names;
