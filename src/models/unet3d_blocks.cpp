@@ -16,6 +16,16 @@ struct LayerLists {
   torch::nn::ModuleList resnets, temp_convs, attentions, temp_attentions;
 };
 
+// Registers a block's lists under the diffusers names (attentions only in cross-attention blocks).
+void register_lists(torch::nn::Module& block, const LayerLists& lists, bool with_attentions) {
+  block.register_module("resnets", lists.resnets);
+  block.register_module("temp_convs", lists.temp_convs);
+  if (with_attentions) {
+    block.register_module("attentions", lists.attentions);
+    block.register_module("temp_attentions", lists.temp_attentions);
+  }
+}
+
 // Appends one layer's resnet (resnet_in -> channels) and temporal conv.
 void add_layer(const Block3DOptions& o, int64_t resnet_in, int64_t channels, double output_scale_factor,
                LayerLists& lists, std::vector<ResnetBlock2D>& resnets, std::vector<TemporalConvLayer>& temp_convs) {
@@ -65,12 +75,7 @@ DownBlock3DImpl::DownBlock3DImpl(const Block3DOptions& o) {
     add_layer(o, i == 0 ? o.in_channels : o.out_channels, o.out_channels, 1.0, lists, resnets_, temp_convs_);
     if (o.cross_attention) add_transformers(o, o.out_channels, lists, attentions_, temp_attentions_);
   }
-  register_module("resnets", lists.resnets);
-  register_module("temp_convs", lists.temp_convs);
-  if (o.cross_attention) {
-    register_module("attentions", lists.attentions);
-    register_module("temp_attentions", lists.temp_attentions);
-  }
+  register_lists(*this, lists, o.cross_attention);
   if (o.resample) {
     auto list = torch::nn::ModuleList();
     downsampler_ = Downsample2D(o.out_channels, o.downsample_padding);
@@ -106,10 +111,7 @@ UNetMidBlock3DCrossAttnImpl::UNetMidBlock3DCrossAttnImpl(const Block3DOptions& o
     add_transformers(o, C, lists, attentions_, temp_attentions_);
     add_layer(o, C, C, o.output_scale_factor, lists, resnets_, temp_convs_);
   }
-  register_module("resnets", lists.resnets);
-  register_module("temp_convs", lists.temp_convs);
-  register_module("attentions", lists.attentions);
-  register_module("temp_attentions", lists.temp_attentions);
+  register_lists(*this, lists, /*with_attentions=*/true);
 }
 
 at::Tensor UNetMidBlock3DCrossAttnImpl::forward(const at::Tensor& x, const at::Tensor& temb,
@@ -136,12 +138,7 @@ UpBlock3DImpl::UpBlock3DImpl(const Block3DOptions& o) {
     add_layer(o, resnet_in + skip, o.out_channels, 1.0, lists, resnets_, temp_convs_);
     if (o.cross_attention) add_transformers(o, o.out_channels, lists, attentions_, temp_attentions_);
   }
-  register_module("resnets", lists.resnets);
-  register_module("temp_convs", lists.temp_convs);
-  if (o.cross_attention) {
-    register_module("attentions", lists.attentions);
-    register_module("temp_attentions", lists.temp_attentions);
-  }
+  register_lists(*this, lists, o.cross_attention);
   if (o.resample) {
     auto list = torch::nn::ModuleList();
     upsampler_ = Upsample2D(o.out_channels);

@@ -197,7 +197,6 @@ void resolve_config(GenerationConfig& cfg, int world_size) {
     read_prompts_file(cfg, cfg.prompts_file);
   }
   VI_CHECK(!cfg.prompts.empty() || !cfg.frame_prompts.empty(), "--prompt: no prompt given (use --prompt or --prompts-file)");
-  for (const auto& p : cfg.prompts) (void)p;  // empty strings are valid prompts (unconditional)
   VI_CHECK(cfg.clips >= 0, "--clips must be positive, got {}", cfg.clips);
   VI_CHECK(cfg.frames >= 0, "--frames must be positive, got {}", cfg.frames);
   VI_CHECK(cfg.frames_per_clip >= 0, "--frames-per-clip must be positive, got {}", cfg.frames_per_clip);

@@ -100,9 +100,11 @@ at::Tensor TextToVideoPipeline::encode_text() {
   std::vector<std::string> texts(static_cast<size_t>(layout_.local_clips), config_.negative_prompt);
   for (int64_t j = 0; j < layout_.local_clips; ++j) texts.push_back(prompts[static_cast<size_t>(layout_.first_clip + j)]);
   std::vector<at::Tensor> ids;
-  for (const auto& text : texts) {
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const std::string& text = texts[i];
     auto enc = tokenizer_->encode(text);
-    if (enc.truncated && &text != &texts.front()) {
+    // Warn once per text: the negative prompt repeats for every local clip.
+    if (enc.truncated && (i == 0 || i >= static_cast<size_t>(layout_.local_clips))) {
       spdlog::warn("prompt truncated to {} tokens: '{}'", tokenizer_->max_length(), text);
     }
     ids.push_back(at::tensor(enc.ids, at::TensorOptions().dtype(at::kLong)));
