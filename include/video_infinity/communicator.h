@@ -48,11 +48,17 @@ class Communicator {
   uint64_t bytes_sent() const { return bytes_sent_; }
   void reset_bytes_sent() { bytes_sent_ = 0; }
 
+  // Watchdog: a call that waits longer than `seconds` for another rank throws a vi::Error naming
+  // the ranks it is still waiting for (a stopped, dead or hung rank); 0 waits forever.
+  void set_timeout(double seconds) { timeout_seconds_ = seconds; }
+  double timeout() const { return timeout_seconds_; }
+
  protected:
   void count_sent(uint64_t bytes) { bytes_sent_ += bytes; }
 
  private:
   uint64_t bytes_sent_ = 0;
+  double timeout_seconds_ = 0;
 };
 
 // Where this process stands in the job: from MPI when the binary is built with it, else from
