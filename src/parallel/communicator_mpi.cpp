@@ -2,8 +2,13 @@
 #include <ATen/ATen.h>
 #include <mpi.h>
 
+#include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
 
 #include "core/check.h"
 #include "parallel/launch.h"
@@ -92,23 +97,18 @@ void finalize_launch() {
 
 namespace {
 
-MPI_Datatype mpi_type(at::ScalarType type) {
-  switch (type) {
-    case at::kFloat: return MPI_FLOAT;
-    case at::kDouble: return MPI_DOUBLE;
-    case at::kLong: return MPI_INT64_T;
-    case at::kInt: return MPI_INT32_T;
-    case at::kByte: return MPI_UINT8_T;
-    default: return MPI_DATATYPE_NULL;
-  }
-}
-
 int byte_count(const at::Tensor& t, const char* op) {
   VI_CHECK(t.nbytes() <= static_cast<size_t>(INT_MAX), "MPI {}: tensor of {} bytes exceeds one message (2 GiB)", op,
            t.nbytes());
   return static_cast<int>(t.nbytes());
 }
 
+// Every operation is built from non-blocking point-to-point messages completed by one polling
+// loop, so that a rank never blocks inside MPI: when a peer stops (SIGSTOP), hangs or dies
+// without the launcher noticing, the wait ends after timeout() seconds with an error naming
+// the ranks whose messages are missing, and main() ends the job. Each operation has its own
+// tag; MPI keeps messages of one (source, tag) in order, and every rank runs the collectives in
+// the same order, so messages always meet the right receive.
 class MpiCommunicator final : public Communicator {
  public:
   MpiCommunicator() {
@@ -135,53 +135,55 @@ class MpiCommunicator final : public Communicator {
     shape[0] *= size_;
     at::Tensor out = at::empty(shape, in.options());
     const int count = byte_count(in, "all_gather");
-    VI_MPI_CHECK(MPI_Allgather(in.data_ptr(), count, MPI_BYTE, out.data_ptr(), count, MPI_BYTE, comm_));
+    auto* base = static_cast<uint8_t*>(out.data_ptr());
+    std::memcpy(base + static_cast<size_t>(rank_) * count, in.data_ptr(), static_cast<size_t>(count));
+    Pending p("all_gather");
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      p.recv(comm_, base + static_cast<size_t>(r) * count, count, r, kTagAllGather);
+    }
+    for (int r = 0; r < size_; ++r) {
+      if (r != rank_) p.send(comm_, in.data_ptr(), count, r, kTagAllGather);
+    }
+    wait(p);
     count_sent(static_cast<uint64_t>(count) * (size_ - 1));
     return out;
   }
 
   void all_reduce_sum(at::Tensor& tensor) override {
     VI_CHECK(tensor.device().is_cpu(), "MPI all_reduce_sum: tensor on {}, expected CPU", tensor.device().str());
-    // Half types are reduced in float32 (MPI has no such types); the result is cast back.
+    if (size_ == 1) return;
+    // Every rank sums the same gathered values in rank order: identical results on all ranks.
+    // Half types are summed in float32 and cast back.
     at::Tensor work = tensor.contiguous();
-    if (mpi_type(work.scalar_type()) == MPI_DATATYPE_NULL) work = work.to(at::kFloat);
-    VI_CHECK(mpi_type(work.scalar_type()) != MPI_DATATYPE_NULL, "MPI all_reduce_sum: unsupported dtype {}",
-             c10::toString(tensor.scalar_type()));
-    VI_CHECK(work.numel() <= INT_MAX, "MPI all_reduce_sum: tensor too large");
-    VI_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, work.data_ptr(), static_cast<int>(work.numel()),
-                               mpi_type(work.scalar_type()), MPI_SUM, comm_));
-    if (size_ > 1) count_sent(work.nbytes());
-    if (!work.is_same(tensor)) tensor.copy_(work);
+    if (work.scalar_type() == at::kHalf || work.scalar_type() == at::kBFloat16) work = work.to(at::kFloat);
+    at::Tensor gathered = all_gather(work.reshape({1, -1}));
+    tensor.copy_(gathered.sum(0, /*keepdim=*/false, work.scalar_type()).view(tensor.sizes()));
   }
 
   Neighbors exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right) override {
     at::Tensor left_out = cpu_contiguous(to_left, "exchange_neighbors");
     at::Tensor right_out = cpu_contiguous(to_right, "exchange_neighbors");
     Neighbors got;
-    MPI_Request requests[4];
-    int n = 0;
+    Pending p("exchange_neighbors");
     // Receives first, then sends, all non-blocking: no ordering between ranks can deadlock.
     if (rank_ > 0) {
       got.from_left = at::empty_like(right_out);
-      VI_MPI_CHECK(MPI_Irecv(got.from_left.data_ptr(), byte_count(right_out, "exchange"), MPI_BYTE, rank_ - 1,
-                             kTagToRight, comm_, &requests[n++]));
+      p.recv(comm_, got.from_left.data_ptr(), byte_count(right_out, "exchange"), rank_ - 1, kTagToRight);
     }
     if (rank_ + 1 < size_) {
       got.from_right = at::empty_like(left_out);
-      VI_MPI_CHECK(MPI_Irecv(got.from_right.data_ptr(), byte_count(left_out, "exchange"), MPI_BYTE, rank_ + 1,
-                             kTagToLeft, comm_, &requests[n++]));
+      p.recv(comm_, got.from_right.data_ptr(), byte_count(left_out, "exchange"), rank_ + 1, kTagToLeft);
     }
     if (rank_ > 0) {
-      VI_MPI_CHECK(MPI_Isend(left_out.data_ptr(), byte_count(left_out, "exchange"), MPI_BYTE, rank_ - 1, kTagToLeft,
-                             comm_, &requests[n++]));
+      p.send(comm_, left_out.data_ptr(), byte_count(left_out, "exchange"), rank_ - 1, kTagToLeft);
       count_sent(left_out.nbytes());
     }
     if (rank_ + 1 < size_) {
-      VI_MPI_CHECK(MPI_Isend(right_out.data_ptr(), byte_count(right_out, "exchange"), MPI_BYTE, rank_ + 1,
-                             kTagToRight, comm_, &requests[n++]));
+      p.send(comm_, right_out.data_ptr(), byte_count(right_out, "exchange"), rank_ + 1, kTagToRight);
       count_sent(right_out.nbytes());
     }
-    VI_MPI_CHECK(MPI_Waitall(n, requests, MPI_STATUSES_IGNORE));
+    wait(p);
     return got;
   }
 
@@ -189,31 +191,115 @@ class MpiCommunicator final : public Communicator {
     VI_CHECK(root >= 0 && root < size_, "broadcast: root {} outside a world of {}", root, size_);
     VI_CHECK(tensor.device().is_cpu(), "MPI broadcast: tensor on {}, expected CPU", tensor.device().str());
     at::Tensor work = tensor.contiguous();
-    VI_MPI_CHECK(MPI_Bcast(work.data_ptr(), byte_count(work, "broadcast"), MPI_BYTE, root, comm_));
-    if (rank_ == root) count_sent(work.nbytes() * (size_ - 1));
+    const int count = byte_count(work, "broadcast");
+    Pending p("broadcast");
+    if (rank_ == root) {
+      for (int r = 0; r < size_; ++r) {
+        if (r != root) p.send(comm_, work.data_ptr(), count, r, kTagBroadcast);
+      }
+      count_sent(work.nbytes() * (size_ - 1));
+    } else {
+      p.recv(comm_, work.data_ptr(), count, root, kTagBroadcast);
+    }
+    wait(p);
     if (!work.is_same(tensor)) tensor.copy_(work);
   }
 
-  void barrier() override { VI_MPI_CHECK(MPI_Barrier(comm_)); }
+  void barrier() override {
+    // A one-byte message to and from every rank: each rank knows which ranks have arrived.
+    std::vector<uint8_t> got(static_cast<size_t>(size_));
+    uint8_t token = 1;
+    Pending p("barrier");
+    for (int r = 0; r < size_; ++r) {
+      if (r != rank_) p.recv(comm_, &got[static_cast<size_t>(r)], 1, r, kTagBarrier);
+    }
+    for (int r = 0; r < size_; ++r) {
+      if (r != rank_) p.send(comm_, &token, 1, r, kTagBarrier);
+    }
+    wait(p);
+  }
 
   void send(const at::Tensor& tensor, int dst) override {
     VI_CHECK(dst >= 0 && dst < size_ && dst != rank_, "send: invalid destination rank {}", dst);
     at::Tensor t = cpu_contiguous(tensor, "send");
-    VI_MPI_CHECK(MPI_Send(t.data_ptr(), byte_count(t, "send"), MPI_BYTE, dst, kTagPointToPoint, comm_));
+    Pending p("send");
+    p.send(comm_, t.data_ptr(), byte_count(t, "send"), dst, kTagPointToPoint);
+    wait(p);
     count_sent(t.nbytes());
   }
 
   void recv(at::Tensor& tensor, int src) override {
     VI_CHECK(src >= 0 && src < size_ && src != rank_, "recv: invalid source rank {}", src);
     VI_CHECK(tensor.is_contiguous() && tensor.device().is_cpu(), "MPI recv: needs a contiguous CPU tensor");
-    VI_MPI_CHECK(MPI_Recv(tensor.data_ptr(), byte_count(tensor, "recv"), MPI_BYTE, src, kTagPointToPoint, comm_,
-                          MPI_STATUS_IGNORE));
+    Pending p("recv");
+    p.recv(comm_, tensor.data_ptr(), byte_count(tensor, "recv"), src, kTagPointToPoint);
+    wait(p);
   }
 
  private:
   static constexpr int kTagToLeft = 101;
   static constexpr int kTagToRight = 102;
   static constexpr int kTagPointToPoint = 103;
+  static constexpr int kTagAllGather = 104;
+  static constexpr int kTagBroadcast = 105;
+  static constexpr int kTagBarrier = 106;
+
+  // The requests of one operation and the rank each one waits on.
+  struct Pending {
+    explicit Pending(const char* op) : op(op) {}
+    void recv(MPI_Comm comm, void* data, int bytes, int peer, int tag) {
+      requests.emplace_back();
+      peers.push_back(peer);
+      receiving.push_back(true);
+      VI_MPI_CHECK(MPI_Irecv(data, bytes, MPI_BYTE, peer, tag, comm, &requests.back()));
+    }
+    void send(MPI_Comm comm, const void* data, int bytes, int peer, int tag) {
+      requests.emplace_back();
+      peers.push_back(peer);
+      receiving.push_back(false);
+      VI_MPI_CHECK(MPI_Isend(data, bytes, MPI_BYTE, peer, tag, comm, &requests.back()));
+    }
+    const char* op;
+    std::vector<MPI_Request> requests;
+    std::vector<int> peers;
+    std::vector<bool> receiving;
+  };
+
+  // Completes every request of `p`, or throws once timeout() seconds pass without completion.
+  // Polls, backing off from spinning to 1 ms sleeps, so a long wait costs little CPU.
+  void wait(Pending& p) {
+    using Clock = std::chrono::steady_clock;
+    const auto start = Clock::now();
+    const double limit = timeout();
+    const int n = static_cast<int>(p.requests.size());
+    for (int64_t polls = 0;; ++polls) {
+      int done = 0;
+      VI_MPI_CHECK(MPI_Testall(n, p.requests.data(), &done, MPI_STATUSES_IGNORE));
+      if (done) return;
+      const double waited = std::chrono::duration<double>(Clock::now() - start).count();
+      if (limit > 0 && waited > limit) fail_timeout(p, waited);
+      if (polls > 1000) std::this_thread::sleep_for(std::chrono::microseconds(waited < 0.1 ? 50 : 1000));
+    }
+  }
+
+  [[noreturn]] void fail_timeout(Pending& p, double waited) {
+    std::vector<int> silent, not_receiving;
+    for (size_t i = 0; i < p.requests.size(); ++i) {
+      int done = 0;
+      MPI_Test(&p.requests[i], &done, MPI_STATUS_IGNORE);
+      if (done) continue;
+      auto& list = p.receiving[i] ? silent : not_receiving;
+      if (std::find(list.begin(), list.end(), p.peers[i]) == list.end()) list.push_back(p.peers[i]);
+    }
+    std::vector<int> failed = silent.empty() ? not_receiving : silent;
+    std::sort(failed.begin(), failed.end());
+    std::string names;
+    for (int r : failed) names += (names.empty() ? "" : ", ") + std::to_string(r);
+    VI_FAIL("rank {} waited {:.0f} s in {} for rank{} {} ({}): the rank has stopped, died or hangs "
+            "(--comm-timeout {:g} s); ending the job",
+            rank_, waited, p.op, failed.size() == 1 ? "" : "s", names,
+            silent.empty() ? "it does not receive" : "no data arrived", timeout());
+  }
 
   static at::Tensor cpu_contiguous(const at::Tensor& t, const char* op) {
     VI_CHECK(t.defined(), "MPI {}: undefined tensor", op);
