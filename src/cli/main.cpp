@@ -12,6 +12,7 @@
 #include "cli/commands.h"
 #include "core/check.h"
 #include "core/log.h"
+#include "core/temp_files.h"
 
 int main(int argc, char** argv) {
   vi::parallel::LaunchInfo launch;
@@ -21,6 +22,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "video-infinity: cannot start: %s\n", e.what());
     return 1;
   }
+
+  vi::core::install_termination_cleanup();
 
   CLI::App app{"video-infinity " VI_VERSION
                ": long videos from a text prompt with one video diffusion model spread over many GPUs "

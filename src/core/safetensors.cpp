@@ -15,6 +15,7 @@
 #include <set>
 
 #include "core/check.h"
+#include "core/temp_files.h"
 
 namespace fs = std::filesystem;
 
@@ -220,6 +221,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 
   const fs::path target(path);
   const fs::path tmp = target.parent_path() / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()));
+  TempFileGuard guard(tmp.string());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     VI_CHECK(out.good(), "{}: cannot create '{}': {}", path, tmp.string(), std::strerror(errno));

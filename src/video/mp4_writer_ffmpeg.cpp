@@ -13,6 +13,7 @@ extern "C" {
 #include <filesystem>
 
 #include "core/check.h"
+#include "core/temp_files.h"
 #include "video/libav_util.h"
 #include "video/video_internal.h"
 #include "video_infinity/video_writer.h"
@@ -25,9 +26,19 @@ namespace {
 
 // Removes a file when destroyed unless disarmed: no temporary file survives a failed or
 // abandoned writer, whether the constructor, write() or finish() threw.
+// While armed it is also removed if the process is ended by a termination signal.
 struct RemoveOnDestroy {
   std::string path;
   bool armed = false;
+  core::TempFileGuard guard;
+  void arm() {
+    armed = true;
+    guard.reset(path);
+  }
+  void disarm() {
+    armed = false;
+    guard.release();
+  }
   ~RemoveOnDestroy() {
     if (armed) std::remove(path.c_str());
   }
@@ -58,7 +69,7 @@ class Mp4Writer final : public VideoWriter {
     stream_->avg_frame_rate = codec_->framerate;
     stream_->r_frame_rate = codec_->framerate;
 
-    temp_.armed = true;  // avio_open creates the file
+    temp_.arm();  // avio_open creates the file
     VI_AV_CHECK(avio_open(&format_->pb, temp_.path.c_str(), AVIO_FLAG_WRITE),
                 "cannot create '{}' (temporary file for '{}')", temp_.path, path);
     AVDictionary* muxer_options = nullptr;
@@ -125,7 +136,7 @@ class Mp4Writer final : public VideoWriter {
     std::error_code ec;
     std::filesystem::rename(temp_.path, path_, ec);
     VI_CHECK(!ec, "cannot rename '{}' to '{}': {}", temp_.path, path_, ec.message());
-    temp_.armed = false;
+    temp_.disarm();
     state_ = State::kFinished;
     std::error_code size_ec;
     const double kb = static_cast<double>(std::filesystem::file_size(path_, size_ec)) / 1e3;

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "core/check.h"
+#include "core/temp_files.h"
 #include "core/safetensors.h"
 #include "video/video_internal.h"
 
@@ -54,6 +55,7 @@ std::string temporary_path(const std::string& path) {
 
 void write_file_atomically(const std::string& path, const std::string& bytes) {
   const std::string tmp = temporary_path(path);
+  core::TempFileGuard guard(tmp);
   std::FILE* file = std::fopen(tmp.c_str(), "wb");
   VI_CHECK(file != nullptr, "cannot create '{}' (for '{}'): {}", tmp, path, std::strerror(errno));
   size_t written = std::fwrite(bytes.data(), 1, bytes.size(), file);

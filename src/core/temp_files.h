@@ -1,0 +1,31 @@
+// Temporary files that must not outlive an ended process. Writers create their output under a
+// temporary name and rename it at the end; an exception removes the temporary file through the
+// writer's destructor, but a launcher ending the job (mpirun sends SIGTERM to every rank once
+// one has failed) runs no destructors. install_termination_cleanup() makes SIGTERM, SIGINT and
+// SIGHUP remove every registered file before the process ends with that signal.
+#pragma once
+
+#include <string>
+
+namespace vi::core {
+
+// Installs the signal handlers (idempotent; call once at start-up, after MPI_Init).
+void install_termination_cleanup();
+
+// Registered while alive: removed by the handlers if a termination signal arrives.
+class TempFileGuard {
+ public:
+  TempFileGuard() = default;
+  explicit TempFileGuard(const std::string& path) { reset(path); }
+  ~TempFileGuard() { release(); }
+  TempFileGuard(const TempFileGuard&) = delete;
+  TempFileGuard& operator=(const TempFileGuard&) = delete;
+
+  void reset(const std::string& path);  // registers `path` (releasing the previous one)
+  void release();                       // unregisters (the file was renamed or removed)
+
+ private:
+  int slot_ = -1;
+};
+
+}  // namespace vi::core
