@@ -58,6 +58,11 @@ struct GenerationConfig {
   std::string save_latents;
   std::string log_level = "info";
   bool quiet = false;
+  // Reliability
+  std::string checkpoint_dir;      // per-clip checkpoints go here (empty: none)
+  int64_t checkpoint_every = 0;    // steps between checkpoints (0 with a directory: 5)
+  bool resume = false;             // continue from the newest complete checkpoint in checkpoint_dir
+  double comm_timeout = 600;       // seconds a rank waits for another before ending the job (0: forever)
 
   // Derived once the world size is known (resolve()).
   int64_t total_frames() const { return frames_per_clip * clips; }

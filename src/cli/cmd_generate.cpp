@@ -6,6 +6,8 @@
 #include <torch/version.h>
 
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -68,6 +70,48 @@ void check_output_writable(const std::string& path, const char* flag) {
   fs::remove(probe);
 }
 
+// Where --save-frames will create its directory: the directory itself, or its nearest existing
+// ancestor, must be writable.
+void check_frames_dir_writable(const std::string& dir) {
+  fs::path p = fs::absolute(dir);
+  while (!fs::exists(p) && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
+  VI_CHECK(fs::is_directory(p), "--save-frames: '{}' is not a directory", p.string());
+  check_output_writable((p / "frame").string(), "--save-frames");
+}
+
+// Test hook for the failure tests: VI_FAULT="rank=R,step=K,mode=kill|stop|throw" makes rank R
+// SIGKILL itself, SIGSTOP itself or throw right after step K (and its checkpoint).
+struct FaultInjection {
+  int64_t step = -1;
+  std::string mode;
+
+  static FaultInjection from_environment(int rank) {
+    FaultInjection f;
+    const char* env = std::getenv("VI_FAULT");
+    if (env == nullptr || *env == '\0') return f;
+    long long r = -1, k = -1;
+    char mode[16] = {};
+    VI_CHECK(std::sscanf(env, "rank=%lld,step=%lld,mode=%15s", &r, &k, mode) == 3 && k >= 1,
+             "VI_FAULT='{}': expected rank=R,step=K,mode=kill|stop|throw with K >= 1", env);
+    f.mode = mode;
+    VI_CHECK(f.mode == "kill" || f.mode == "stop" || f.mode == "throw", "VI_FAULT='{}': unknown mode '{}'", env,
+             f.mode);
+    if (r == rank) f.step = k;
+    return f;
+  }
+
+  void after_step(int64_t done) const {
+    if (done != step) return;
+    spdlog::warn("VI_FAULT: {} after step {}", mode, done);
+    if (mode == "kill") std::raise(SIGKILL);
+    if (mode == "stop") {
+      std::raise(SIGSTOP);
+      return;  // continued (the launcher sends SIGCONT before ending the job)
+    }
+    VI_FAIL("VI_FAULT: injected failure after step {}", done);
+  }
+};
+
 void write_text_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   {
@@ -90,29 +134,30 @@ int run(Bindings& b, const parallel::LaunchInfo& launch) {
   if (launch.rank == 0) {
     check_output_writable(cfg.output, "--output");
     if (!cfg.save_latents.empty()) check_output_writable(cfg.save_latents, "--save-latents");
+    if (!cfg.save_frames.empty()) check_frames_dir_writable(cfg.save_frames);
+  }
+  if (!cfg.checkpoint_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(cfg.checkpoint_dir, ec);
+    VI_CHECK(!ec && fs::is_directory(cfg.checkpoint_dir), "--checkpoint-dir: cannot create '{}': {}",
+             cfg.checkpoint_dir, ec ? ec.message() : "not a directory");
+    check_output_writable(cfg.checkpoint_dir + "/probe", "--checkpoint-dir");
   }
   const c10::Device device = pipeline::resolve_device(cfg.device, launch.local_rank);
   const c10::ScalarType dtype = pipeline::resolve_dtype(cfg.dtype, device);
   auto comm = parallel::make_communicator(launch, device);
 
-  // Rank 0 opens its outputs first, so a bad path fails before minutes of compute.
-  std::unique_ptr<video::VideoWriter> mp4, pngs;
-  if (launch.rank == 0) {
-    if (video::mp4_supported()) {
-      mp4 = video::open_mp4_writer(cfg.output, static_cast<int>(cfg.width), static_cast<int>(cfg.height),
-                                   cfg.export_fps);
-    } else {
-      VI_CHECK(!cfg.save_frames.empty(), "this binary has no ffmpeg: use --save-frames DIR to write PNG frames");
-      spdlog::warn("built without ffmpeg: no MP4, frames go to {}", cfg.save_frames);
-    }
-    if (!cfg.save_frames.empty()) pngs = video::open_png_writer(cfg.save_frames);
-  }
+  VI_CHECK(launch.rank != 0 || video::mp4_supported() || !cfg.save_frames.empty(),
+           "this binary has no ffmpeg: use --save-frames DIR to write PNG frames");
+  comm->set_timeout(cfg.comm_timeout);
+  const FaultInjection fault = FaultInjection::from_environment(launch.rank);
 
   pipeline::PipelineOptions options;
   options.dual_scope = !b.no_dual_scope;
   const bool progress = launch.rank == 0 && !cfg.quiet;
   double step_sum = 0;
   options.on_step = [&](int64_t i, int64_t n, double seconds) {
+    fault.after_step(i + 1);
     step_sum += seconds;
     if (!progress) return;
     const double per = step_sum / static_cast<double>(i + 1);
@@ -124,7 +169,22 @@ int run(Bindings& b, const parallel::LaunchInfo& launch) {
                cfg.height, cfg.steps, cfg.scheduler, c10::toString(dtype));
   pipe.load();
   at::Tensor text = pipe.encode_text();
-  at::Tensor latents = pipe.denoise(pipe.initial_latents(), text);
+  at::Tensor latents = pipe.initial_latents();
+  const int64_t first_step = pipe.resume(latents);
+  latents = pipe.denoise(latents, text, first_step);
+
+  // Outputs are opened only now: a job that dies while denoising leaves no partial file (the
+  // paths were checked at the start). A writer that does not finish removes its temporary file.
+  std::unique_ptr<video::VideoWriter> mp4, pngs;
+  if (launch.rank == 0) {
+    if (video::mp4_supported()) {
+      mp4 = video::open_mp4_writer(cfg.output, static_cast<int>(cfg.width), static_cast<int>(cfg.height),
+                                   cfg.export_fps);
+    } else {
+      spdlog::warn("built without ffmpeg: no MP4, frames go to {}", cfg.save_frames);
+    }
+    if (!cfg.save_frames.empty()) pngs = video::open_png_writer(cfg.save_frames);
+  }
 
   // 5. Decode and stream: rank 0 takes the clips in video order, its own or received.
   const auto& layout = pipe.layout();
@@ -185,6 +245,7 @@ int run(Bindings& b, const parallel::LaunchInfo& launch) {
          {{"load", times.load}, {"text", times.text}, {"denoise", times.denoise}, {"decode", times.decode},
           {"encode", encode_seconds}, {"total", total}}},
         {"bytes_sent_rank0", {{"per_unet_call", times.bytes_per_unet_call}, {"denoise_total", times.bytes_total}}},
+        {"checkpoint", {{"seconds", times.checkpoint}, {"resumed_from_step", times.resumed_from}}},
     };
     const std::string sidecar_path = (mp4 ? cfg.output : cfg.save_frames + "/video") + ".json";
     write_text_atomically(sidecar_path, sidecar.dump(2) + "\n");
@@ -255,6 +316,15 @@ Runner add_generate(CLI::App& app) {
   bind(cmd, *b, "--init-latents", VI_FIELD(init_latents), "safetensors with 'latents' [1, 4, frames, H/8, W/8] fp32");
   bind(cmd, *b, "--save-latents", VI_FIELD(save_latents), "Write the final latents as safetensors ('latents')");
   bind_flag(cmd, *b, "--quiet", VI_FIELD(quiet), "No progress or summary");
+  bind(cmd, *b, "--checkpoint-dir", VI_FIELD(checkpoint_dir),
+       "Directory for checkpoints (per clip: latents, sampler history, noise generator state)");
+  bind(cmd, *b, "--checkpoint-every", VI_FIELD(checkpoint_every),
+       "Steps between checkpoints (0: 5 when --checkpoint-dir is given); one is also written after the last step");
+  bind_flag(cmd, *b, "--resume", VI_FIELD(resume),
+            "Continue from the newest checkpoint in --checkpoint-dir that every clip has (any rank count; "
+            "starts afresh when there is none)");
+  bind(cmd, *b, "--comm-timeout", VI_FIELD(comm_timeout),
+       "Seconds a rank waits for another before ending the whole job, naming the rank (0: wait forever)");
   return [cmd, b](const parallel::LaunchInfo& launch) { return cmd->parsed() ? run(*b, launch) : -1; };
 }
 

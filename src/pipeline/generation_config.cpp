@@ -137,6 +137,10 @@ void apply_config_json(GenerationConfig& cfg, const nlohmann::json& json, const 
   read(c, "save_latents", cfg.save_latents);
   read(c, "log_level", cfg.log_level);
   read(c, "quiet", cfg.quiet);
+  read(c, "checkpoint_dir", cfg.checkpoint_dir);
+  read(c, "checkpoint_every", cfg.checkpoint_every);
+  read(c, "resume", cfg.resume);
+  read(c, "comm_timeout", cfg.comm_timeout);
   c.warn_unread();
 }
 
@@ -242,6 +246,13 @@ void resolve_config(GenerationConfig& cfg, int world_size) {
   VI_CHECK(cfg.frame_chunk >= 0, "--frame-chunk must be >= 0, got {}", cfg.frame_chunk);
   VI_CHECK(cfg.vae_chunk >= 1, "--vae-chunk must be >= 1, got {}", cfg.vae_chunk);
   VI_CHECK(!cfg.output.empty(), "--output: empty path");
+  VI_CHECK(cfg.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", cfg.checkpoint_every);
+  VI_CHECK(cfg.checkpoint_every == 0 || !cfg.checkpoint_dir.empty(),
+           "--checkpoint-every {} needs --checkpoint-dir", cfg.checkpoint_every);
+  VI_CHECK(!cfg.resume || !cfg.checkpoint_dir.empty(), "--resume needs --checkpoint-dir (where the checkpoints are)");
+  if (!cfg.checkpoint_dir.empty() && cfg.checkpoint_every == 0) cfg.checkpoint_every = 5;
+  VI_CHECK(cfg.comm_timeout >= 0 && std::isfinite(cfg.comm_timeout),
+           "--comm-timeout must be >= 0 seconds (0: wait forever), got {}", cfg.comm_timeout);
   for (const auto& fp : cfg.frame_prompts) {
     VI_CHECK(fp.first_frame < cfg.frames, "prompts file: range starting at frame {} lies beyond the video's {} frames",
              fp.first_frame, cfg.frames);
@@ -310,6 +321,10 @@ nlohmann::json config_to_json(const GenerationConfig& cfg) {
       {"save_frames", cfg.save_frames},
       {"init_latents", cfg.init_latents},
       {"save_latents", cfg.save_latents},
+      {"checkpoint_dir", cfg.checkpoint_dir},
+      {"checkpoint_every", cfg.checkpoint_every},
+      {"resume", cfg.resume},
+      {"comm_timeout", cfg.comm_timeout},
   };
 }
 

@@ -22,6 +22,18 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 }  // namespace
 
+nlohmann::json result_settings(const GenerationConfig& config, c10::ScalarType dtype, bool dual_scope) {
+  nlohmann::json j = config_to_json(config);
+  for (const char* key : {"model", "unet", "output", "save_frames", "save_latents", "init_latents", "export_fps",
+                          "frame_chunk", "vae_chunk", "device", "dtype", "checkpoint_dir", "checkpoint_every",
+                          "resume", "comm_timeout"}) {
+    j.erase(key);
+  }
+  j["dtype"] = c10::toString(dtype);
+  j["dual_scope"] = dual_scope;
+  return j;
+}
+
 std::string scheduler_for_flag(const std::string& flag) {
   if (flag == "dpmpp-2m-sde") return "sde-dpmsolver++";
   if (flag == "dpmpp-2m") return "dpmsolver++";
@@ -86,6 +98,10 @@ void TextToVideoPipeline::load() {
                                           core::JsonConfig::load(paths_.scheduler + "/scheduler_config.json"),
                                           overrides);
   scheduler_->set_timesteps(config_.steps);
+  if (!config_.checkpoint_dir.empty()) {
+    checkpoints_ = std::make_unique<CheckpointDir>(config_.checkpoint_dir,
+                                                   result_settings(config_, dtype_, options_.dual_scope));
+  }
   VI_CHECK(unet_->config().cross_attention_dim == text_encoder_->config().hidden_size,
            "{}: UNet cross_attention_dim {} does not match the text encoder's hidden size {} ({})", paths_.unet,
            unet_->config().cross_attention_dim, text_encoder_->config().hidden_size, paths_.text_encoder);
@@ -139,14 +155,89 @@ at::Tensor TextToVideoPipeline::initial_latents() {
 }
 
 // 4. The denoising loop.
-at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& text_states) {
+// 3b. Resume: the newest checkpoint all ranks have.
+int64_t TextToVideoPipeline::resume(at::Tensor& latents) {
+  if (!config_.resume) return 0;
+  VI_CHECK(checkpoints_ != nullptr, "--resume needs --checkpoint-dir");
+  std::vector<int64_t> clips;
+  for (int64_t j = 0; j < layout_.local_clips; ++j) clips.push_back(layout_.first_clip + j);
+  const auto newest = agree_newest_step(checkpoints_->complete_steps(clips), config_.steps, comm_);
+  if (!newest) {
+    spdlog::warn("--resume: no checkpoint in {} that every clip has: starting from the first step",
+                 checkpoints_->path());
+    return 0;
+  }
+  std::vector<at::Tensor> clip_latents;
+  std::vector<std::vector<at::Tensor>> histories;
+  schedulers::SchedulerState state;
+  for (int64_t j = 0; j < layout_.local_clips; ++j) {
+    CheckpointStep step;
+    ClipCheckpoint c = checkpoints_->read(*newest, clips[static_cast<size_t>(j)], &step);
+    const std::string file = checkpoints_->clip_file(*newest, c.clip);
+    VI_CHECK(c.latents.sizes().vec() == latents.narrow(0, j, 1).sizes().vec(),
+             "checkpoint {}: latents of shape {}, this run needs {}", file, core::shape_str(c.latents.sizes().vec()),
+             core::shape_str(latents.narrow(0, j, 1).sizes().vec()));
+    VI_CHECK(step.num_inference_steps == config_.steps, "checkpoint {}: made for {} steps, this run has {}", file,
+             step.num_inference_steps, config_.steps);
+    if (j == 0) {
+      state.num_inference_steps = step.num_inference_steps;
+      state.step_index = step.step_index;
+      state.lower_order_nums = step.lower_order_nums;
+    } else {
+      VI_CHECK(step.step_index == state.step_index && step.lower_order_nums == state.lower_order_nums,
+               "checkpoint {}: scheduler counters differ from clip {}'s", file, clips[0]);
+    }
+    generators_[static_cast<size_t>(j)].set_state(c.generator_state);
+    clip_latents.push_back(c.latents);
+    histories.push_back(std::move(c.history));
+  }
+  // The multistep history rows of every local clip, clip-major as the loop lays them out.
+  for (size_t i = 0; i < histories[0].size(); ++i) {
+    std::vector<at::Tensor> rows;
+    for (auto& h : histories) {
+      VI_CHECK(h.size() == histories[0].size() && h[i].defined() == histories[0][i].defined(),
+               "checkpoint {}: the clips' scheduler histories differ", checkpoints_->step_dir(*newest));
+      if (h[i].defined()) rows.push_back(h[i]);
+    }
+    state.model_outputs.push_back(rows.empty() ? at::Tensor() : at::cat(rows, 0));
+  }
+  scheduler_->load_state(state);
+  latents = at::cat(clip_latents, 0);
+  times_.resumed_from = *newest;
+  spdlog::info("resumed from {} ({} of {} steps done)", checkpoints_->step_dir(*newest), *newest, config_.steps);
+  return *newest;
+}
+
+// Every local clip's file after `steps_done` steps; then, once every rank has written its
+// files (a barrier), rank 0 removes the older checkpoints.
+void TextToVideoPipeline::write_checkpoint(int64_t steps_done, const at::Tensor& latents) {
+  auto t0 = Clock::now();
+  const int64_t F = layout_.frames;
+  const schedulers::SchedulerState state = scheduler_->state();
+  CheckpointStep step{steps_done, state.step_index, state.lower_order_nums, state.num_inference_steps};
+  for (int64_t j = 0; j < layout_.local_clips; ++j) {
+    ClipCheckpoint c;
+    c.clip = layout_.first_clip + j;
+    c.latents = latents.narrow(0, j, 1);
+    c.generator_state = generators_[static_cast<size_t>(j)].get_state();
+    for (const auto& h : state.model_outputs) c.history.push_back(h.defined() ? h.narrow(0, j * F, F) : at::Tensor());
+    checkpoints_->write(step, c);
+  }
+  comm_.barrier();
+  if (comm_.rank() == 0) checkpoints_->remove_older_than(steps_done);
+  times_.checkpoint += seconds_since(t0);
+}
+
+at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& text_states, int64_t first_step) {
   c10::InferenceMode guard;
   const int64_t Cl = layout_.local_clips, F = layout_.frames;
   const auto& steps = scheduler_->timesteps();
   const uint64_t bytes_before = comm_.bytes_sent();
   auto t_all = Clock::now();
   latents = latents.to(at::kFloat);
-  for (size_t i = 0; i < steps.size(); ++i) {
+  VI_CHECK(first_step >= 0 && first_step <= static_cast<int64_t>(steps.size()), "denoise: first step {} of {}",
+           first_step, steps.size());
+  for (size_t i = static_cast<size_t>(first_step); i < steps.size(); ++i) {
     auto t0 = Clock::now();
     const int64_t t = steps[i];
     // [Cl, C, F, h, w] -> the CFG batch [uncond clips | cond clips].
@@ -154,7 +245,7 @@ at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& te
     model_in = at::cat({model_in, model_in}, 0).to(device_, dtype_);
     const uint64_t call_start = comm_.bytes_sent();
     at::Tensor eps = unet_->forward(model_in, static_cast<double>(t), text_states, config_.fps, *context_);
-    if (i == 0) times_.bytes_per_unet_call = comm_.bytes_sent() - call_start;
+    if (i == static_cast<size_t>(first_step)) times_.bytes_per_unet_call = comm_.bytes_sent() - call_start;
     eps = eps.to(at::kFloat).to(latents.device());
     at::Tensor uncond = eps.narrow(0, 0, Cl), cond = eps.narrow(0, Cl, Cl);
     at::Tensor guided = uncond + config_.guidance * (cond - uncond);
@@ -176,6 +267,10 @@ at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& te
     at::Tensor prev = scheduler_->step(frames_first(guided), t, frames_first(latents), nullptr, noise);
     latents = prev.reshape({Cl, F, latents.size(1), latents.size(3), latents.size(4)}).permute({0, 2, 1, 3, 4}).contiguous();
     if (options_.on_latents) options_.on_latents(static_cast<int64_t>(i), latents);
+    const auto done = static_cast<int64_t>(i + 1);
+    if (checkpoints_ && (done % config_.checkpoint_every == 0 || done == static_cast<int64_t>(steps.size()))) {
+      write_checkpoint(done, latents);
+    }
     if (options_.on_step) options_.on_step(static_cast<int64_t>(i), static_cast<int64_t>(steps.size()), seconds_since(t0));
   }
   times_.denoise = seconds_since(t_all);

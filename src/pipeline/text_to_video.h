@@ -18,6 +18,7 @@
 #include "models/temporal_context.h"
 #include "models/unet3d_condition.h"
 #include "parallel/clip_parallel.h"
+#include "pipeline/checkpoint.h"
 #include "pipeline/clip_tokenizer.h"
 #include "schedulers/scheduler.h"
 #include "video_infinity/communicator.h"
@@ -41,6 +42,8 @@ struct StageTimes {
   double load = 0, text = 0, denoise = 0, decode = 0;
   uint64_t bytes_per_unet_call = 0;  // sent by this rank, one UNet call (the first step)
   uint64_t bytes_total = 0;
+  double checkpoint = 0;   // writing checkpoints (inside denoise)
+  int64_t resumed_from = 0;  // steps restored from a checkpoint
 };
 
 class TextToVideoPipeline {
@@ -56,8 +59,14 @@ class TextToVideoPipeline {
   // Stage 3: [Cl, 4, F, h, w] fp32: N(0,1) from a generator seeded seed + clip index (the
   // reference seeds seed + rank), or the slice of --init-latents for these clips.
   at::Tensor initial_latents();
-  // Stage 4: the denoising loop; returns the final latents [Cl, 4, F, h, w] fp32.
-  at::Tensor denoise(at::Tensor latents, const at::Tensor& text_states);
+  // With --resume: replaces `latents`, the scheduler state and the noise generators by those of
+  // the newest checkpoint every rank has complete, and returns its step count (the loop goes
+  // on from there); 0 when not resuming or when there is no checkpoint yet. Collective.
+  int64_t resume(at::Tensor& latents);
+  // Stage 4: the denoising loop from step `first_step`; returns the final latents
+  // [Cl, 4, F, h, w] fp32. With --checkpoint-dir, checkpoints every --checkpoint-every steps and
+  // after the last step.
+  at::Tensor denoise(at::Tensor latents, const at::Tensor& text_states, int64_t first_step = 0);
   // Stage 5: uint8 frames [F, H, W, 3] of local clip j.
   at::Tensor decode_clip(const at::Tensor& latents, int64_t local_clip);
 
@@ -68,6 +77,8 @@ class TextToVideoPipeline {
   std::string scheduler_name() const { return scheduler_->name(); }
 
  private:
+  void write_checkpoint(int64_t steps_done, const at::Tensor& latents);
+
   GenerationConfig config_;
   parallel::Communicator& comm_;
   c10::Device device_;
@@ -82,8 +93,14 @@ class TextToVideoPipeline {
   std::unique_ptr<schedulers::Scheduler> scheduler_;
   std::unique_ptr<models::TemporalContext> context_;
   std::vector<at::Generator> generators_;  // one per local clip
+  std::unique_ptr<CheckpointDir> checkpoints_;
   StageTimes times_;
 };
+
+// The settings that decide a generation's latents (what a resumed run must share with the run
+// that wrote its checkpoints): everything but paths, output and execution details that do not
+// change the numbers.
+nlohmann::json result_settings(const GenerationConfig& config, c10::ScalarType dtype, bool dual_scope);
 
 // The scheduler name of a --scheduler value: dpmpp-2m-sde -> sde-dpmsolver++, ...
 std::string scheduler_for_flag(const std::string& flag);

@@ -1,0 +1,188 @@
+#include "pipeline/checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "core/check.h"
+#include "core/safetensors.h"
+#include "video_infinity/communicator.h"
+
+namespace fs = std::filesystem;
+
+namespace vi::pipeline {
+
+namespace {
+
+constexpr const char* kFormat = "video-infinity checkpoint 1";
+
+// "step-000012" -> 12; -1 for any other name.
+int64_t parse_step_dir(const std::string& name) {
+  if (name.size() != 11 || name.rfind("step-", 0) != 0) return -1;
+  int64_t v = 0;
+  for (char c : name.substr(5)) {
+    if (c < '0' || c > '9') return -1;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+int64_t meta_int(const std::map<std::string, std::string>& meta, const std::string& key, const std::string& file) {
+  auto it = meta.find(key);
+  VI_CHECK(it != meta.end(), "checkpoint {}: metadata '{}' is missing", file, key);
+  try {
+    size_t used = 0;
+    const int64_t v = std::stoll(it->second, &used);
+    if (used == it->second.size()) return v;
+  } catch (const std::exception&) {
+  }
+  VI_FAIL("checkpoint {}: metadata '{}' = '{}' is not an integer", file, key, it->second);
+}
+
+}  // namespace
+
+CheckpointDir::CheckpointDir(std::string dir, nlohmann::json fingerprint)
+    : dir_(std::move(dir)), fingerprint_(std::move(fingerprint)) {}
+
+std::string CheckpointDir::step_dir(int64_t steps_done) const {
+  return (fs::path(dir_) / fmt::format("step-{:06d}", steps_done)).string();
+}
+
+std::string CheckpointDir::clip_file(int64_t steps_done, int64_t clip) const {
+  return (fs::path(step_dir(steps_done)) / fmt::format("clip-{:05d}.safetensors", clip)).string();
+}
+
+void CheckpointDir::write(const CheckpointStep& step, const ClipCheckpoint& clip) const {
+  std::error_code ec;
+  fs::create_directories(step_dir(step.steps_done), ec);
+  VI_CHECK(!ec, "--checkpoint-dir: cannot create '{}': {}", step_dir(step.steps_done), ec.message());
+  std::vector<std::pair<std::string, at::Tensor>> tensors = {{"latents", clip.latents.to(at::kFloat)},
+                                                              {"generator_state", clip.generator_state}};
+  std::string defined;
+  for (size_t i = 0; i < clip.history.size(); ++i) {
+    defined += clip.history[i].defined() ? '1' : '0';
+    if (clip.history[i].defined()) tensors.emplace_back(fmt::format("history_{}", i), clip.history[i]);
+  }
+  core::save_safetensors(clip_file(step.steps_done, clip.clip), tensors,
+                         {{"format", kFormat},
+                          {"clip", std::to_string(clip.clip)},
+                          {"steps_done", std::to_string(step.steps_done)},
+                          {"step_index", std::to_string(step.step_index)},
+                          {"lower_order_nums", std::to_string(step.lower_order_nums)},
+                          {"num_inference_steps", std::to_string(step.num_inference_steps)},
+                          {"history", defined},
+                          {"settings", fingerprint_.dump()}});
+}
+
+std::vector<int64_t> CheckpointDir::complete_steps(const std::vector<int64_t>& clips) const {
+  std::vector<int64_t> steps;
+  std::error_code ec;
+  if (!fs::is_directory(dir_, ec)) return steps;
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    const int64_t s = parse_step_dir(entry.path().filename().string());
+    if (s < 0 || !entry.is_directory()) continue;
+    const bool all = std::all_of(clips.begin(), clips.end(), [&](int64_t c) {
+      std::error_code e;
+      return fs::is_regular_file(clip_file(s, c), e);
+    });
+    if (all) steps.push_back(s);
+  }
+  std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
+ClipCheckpoint CheckpointDir::read(int64_t steps_done, int64_t clip, CheckpointStep* step) const {
+  const std::string path = clip_file(steps_done, clip);
+  core::SafetensorsFile file(path);  // strict: a damaged file is an error naming it
+  const auto& meta = file.metadata();
+  auto format = meta.find("format");
+  VI_CHECK(format != meta.end() && format->second == kFormat, "checkpoint {}: not a video-infinity checkpoint", path);
+
+  // The settings that decide the result must be those of this run.
+  auto settings = meta.find("settings");
+  VI_CHECK(settings != meta.end(), "checkpoint {}: metadata 'settings' is missing", path);
+  nlohmann::json saved = nlohmann::json::parse(settings->second, nullptr, /*allow_exceptions=*/false);
+  VI_CHECK(saved.is_object(), "checkpoint {}: metadata 'settings' is not a JSON object", path);
+  std::set<std::string> keys;
+  for (const auto& [k, v] : saved.items()) keys.insert(k);
+  for (const auto& [k, v] : fingerprint_.items()) keys.insert(k);
+  std::string differences;
+  for (const auto& k : keys) {
+    const auto a = saved.contains(k) ? saved[k].dump() : "(unset)";
+    const auto b = fingerprint_.contains(k) ? fingerprint_[k].dump() : "(unset)";
+    if (a != b) differences += fmt::format("\n  {}: checkpoint {}, this run {}", k, a, b);
+  }
+  VI_CHECK(differences.empty(),
+           "--resume: checkpoint {} was made with other settings (use the same settings, or another "
+           "--checkpoint-dir):{}",
+           path, differences);
+
+  CheckpointStep s;
+  s.steps_done = meta_int(meta, "steps_done", path);
+  s.step_index = meta_int(meta, "step_index", path);
+  s.lower_order_nums = meta_int(meta, "lower_order_nums", path);
+  s.num_inference_steps = meta_int(meta, "num_inference_steps", path);
+  VI_CHECK(s.steps_done == steps_done && meta_int(meta, "clip", path) == clip,
+           "checkpoint {}: holds clip {} after {} steps, its name says clip {} after {}", path,
+           meta_int(meta, "clip", path), s.steps_done, clip, steps_done);
+  if (step != nullptr) *step = s;
+
+  ClipCheckpoint out;
+  out.clip = clip;
+  VI_CHECK(file.find("latents") && file.find("generator_state"),
+           "checkpoint {}: needs tensors 'latents' and 'generator_state'", path);
+  out.latents = file.tensor("latents").to(at::kFloat).clone();
+  out.generator_state = file.tensor("generator_state").clone();
+  VI_CHECK(out.generator_state.scalar_type() == at::kByte && out.generator_state.dim() == 1,
+           "checkpoint {}: 'generator_state' must be a 1-d uint8 tensor", path);
+  auto history = meta.find("history");
+  VI_CHECK(history != meta.end(), "checkpoint {}: metadata 'history' is missing", path);
+  size_t expected = 2;
+  for (size_t i = 0; i < history->second.size(); ++i) {
+    if (history->second[i] == '1') {
+      const std::string name = fmt::format("history_{}", i);
+      VI_CHECK(file.find(name) != nullptr, "checkpoint {}: tensor '{}' is missing", path, name);
+      out.history.push_back(file.tensor(name).clone());
+      ++expected;
+    } else {
+      out.history.emplace_back();
+    }
+  }
+  VI_CHECK(file.tensors().size() == expected, "checkpoint {}: {} tensors, expected {}", path, file.tensors().size(),
+           expected);
+  return out;
+}
+
+void CheckpointDir::remove_older_than(int64_t steps_done) const {
+  std::error_code ec;
+  if (!fs::is_directory(dir_, ec)) return;
+  std::vector<fs::path> old;
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    const int64_t s = parse_step_dir(entry.path().filename().string());
+    if (s >= 0 && s < steps_done) old.push_back(entry.path());
+  }
+  for (const auto& p : old) fs::remove_all(p, ec);  // best effort: a leftover is only disk space
+}
+
+std::optional<int64_t> agree_newest_step(const std::vector<int64_t>& complete, int64_t max_steps,
+                                         parallel::Communicator& comm) {
+  // votes[s] = how many ranks have step s complete; exact in int64.
+  at::Tensor votes = at::zeros({max_steps + 1}, at::kLong);
+  for (int64_t s : complete) {
+    if (s >= 1 && s <= max_steps) votes[s] = 1;
+  }
+  votes = votes.to(comm.device());
+  comm.all_reduce_sum(votes);
+  votes = votes.cpu();
+  const auto* v = votes.data_ptr<int64_t>();
+  for (int64_t s = max_steps; s >= 1; --s) {
+    if (v[s] == comm.world_size()) return s;
+  }
+  return std::nullopt;
+}
+
+}  // namespace vi::pipeline
