@@ -146,20 +146,21 @@ struct Failure {
   int rank;
   const char* mode;
   const char* needle;  // how the output names the failed rank
+  int step = 2;        // fails after this step; kSteps: while rank 0 writes the MP4
 };
 
 void PrintTo(const Failure& f, std::ostream* os) {
-  *os << f.mode << " on rank " << f.rank << " of " << f.ranks;
+  *os << f.mode << " on rank " << f.rank << " of " << f.ranks << " after step " << f.step;
 }
 
 class RankFailureTest : public ReliabilityTest, public ::testing::WithParamInterface<Failure> {};
 
 TEST_P(RankFailureTest, JobEndsWithin30sNamingTheRankAndLeavesNoOutput) {
   const Failure f = GetParam();
-  const std::string name = std::string("fail-") + f.mode + std::to_string(f.ranks);
+  const std::string name = std::string("fail-") + f.mode + std::to_string(f.ranks) + "-" + std::to_string(f.step);
   const auto start = std::chrono::steady_clock::now();
   auto r = launch(f.ranks, args(name) + " --comm-timeout 5",
-                  "rank=" + std::to_string(f.rank) + ",step=2,mode=" + f.mode);
+                  "rank=" + std::to_string(f.rank) + ",step=" + std::to_string(f.step) + ",mode=" + f.mode);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_NE(r.status, 124) << "the job hung until timeout(1) ended it\n" << r.output;
@@ -174,10 +175,13 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Failure{2, 1, "kill", "process rank 1 "}, Failure{3, 2, "kill", "process rank 2 "},
                       Failure{2, 1, "stop", "for rank 1 "}, Failure{3, 1, "stop", "for rank 1 "},
                       Failure{2, 0, "stop", "for rank 0 "}, Failure{2, 1, "throw", "[rank 1/2] [error] VI_FAULT"},
-                      Failure{3, 0, "throw", "[rank 0/3] [error] VI_FAULT"}),
+                      Failure{3, 0, "throw", "[rank 0/3] [error] VI_FAULT"},
+                      // Rank 0 has the MP4 open and waits for rank 1's clips.
+                      Failure{2, 1, "stop", "in recv for rank 1 ", kSteps},
+                      Failure{2, 1, "kill", "process rank 1 ", kSteps}),
     [](const auto& info) {
       return std::string(info.param.mode) + "_rank" + std::to_string(info.param.rank) + "_of" +
-             std::to_string(info.param.ranks);
+             std::to_string(info.param.ranks) + "_after_step" + std::to_string(info.param.step);
     });
 
 }  // namespace
