@@ -10,6 +10,7 @@ PACKAGES=(
   libcli11-dev libspdlog-dev nlohmann-json3-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
   libgtest-dev
+  clang libclang-rt-14-dev
 )
 
 SUDO=""
