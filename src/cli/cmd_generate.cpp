@@ -6,6 +6,7 @@
 #include <torch/version.h>
 
 #include <chrono>
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
@@ -68,6 +69,25 @@ void check_output_writable(const std::string& path, const char* flag) {
   VI_CHECK(out.good(), "{}: directory '{}' is not writable", flag, dir.string());
   out.close();
   fs::remove(probe);
+}
+
+// A rank 0 killed while writing (SIGKILL runs no handler) leaves "<output>.partial-<pid>";
+// the next run on the same output removes such files of processes that no longer exist.
+void remove_stale_partials(const std::string& output) {
+  const fs::path out(output);
+  const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+  const std::string prefix = out.filename().string() + ".partial-";
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(digits));
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // its writer may still be running
+    std::error_code rm;
+    if (fs::remove(e.path(), rm)) spdlog::info("removed {}, left by an earlier run that was killed", e.path().string());
+  }
 }
 
 // Where --save-frames will create its directory: the directory itself, or its nearest existing
@@ -133,6 +153,7 @@ int run(Bindings& b, const parallel::LaunchInfo& launch) {
   VI_CHECK(!cfg.model_dir.empty(), "--model: no model directory given");
   if (launch.rank == 0) {
     check_output_writable(cfg.output, "--output");
+    remove_stale_partials(cfg.output);
     if (!cfg.save_latents.empty()) check_output_writable(cfg.save_latents, "--save-latents");
     if (!cfg.save_frames.empty()) check_frames_dir_writable(cfg.save_frames);
   }

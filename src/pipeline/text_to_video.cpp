@@ -199,7 +199,7 @@ int64_t TextToVideoPipeline::resume(at::Tensor& latents) {
                "checkpoint {}: the clips' scheduler histories differ", checkpoints_->step_dir(*newest));
       if (h[i].defined()) rows.push_back(h[i]);
     }
-    state.model_outputs.push_back(rows.empty() ? at::Tensor() : at::cat(rows, 0));
+    state.model_outputs.push_back(rows.empty() ? at::Tensor() : at::cat(rows, 0).to(device_));
   }
   scheduler_->load_state(state);
   latents = at::cat(clip_latents, 0);
@@ -234,7 +234,9 @@ at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& te
   const auto& steps = scheduler_->timesteps();
   const uint64_t bytes_before = comm_.bytes_sent();
   auto t_all = Clock::now();
-  latents = latents.to(at::kFloat);
+  // Latents, the scheduler's arithmetic and its history stay on the device in fp32 (no host
+  // round trip per step); only the UNet runs in the model dtype.
+  latents = latents.to(device_, at::kFloat);
   VI_CHECK(first_step >= 0 && first_step <= static_cast<int64_t>(steps.size()), "denoise: first step {} of {}",
            first_step, steps.size());
   for (size_t i = static_cast<size_t>(first_step); i < steps.size(); ++i) {
@@ -246,7 +248,7 @@ at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& te
     const uint64_t call_start = comm_.bytes_sent();
     at::Tensor eps = unet_->forward(model_in, static_cast<double>(t), text_states, config_.fps, *context_);
     if (i == static_cast<size_t>(first_step)) times_.bytes_per_unet_call = comm_.bytes_sent() - call_start;
-    eps = eps.to(at::kFloat).to(latents.device());
+    eps = eps.to(at::kFloat);
     at::Tensor uncond = eps.narrow(0, 0, Cl), cond = eps.narrow(0, Cl, Cl);
     at::Tensor guided = uncond + config_.guidance * (cond - uncond);
     // The scheduler steps on [Cl * F, C, h, w], as the reference pipeline reshapes.

@@ -9,6 +9,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <ostream>
@@ -139,6 +142,22 @@ TEST_F(ReliabilityTest, ResumeRefusesOtherSettings) {
   EXPECT_NE(r.output.find("seed: checkpoint 123, this run 124"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("guidance: checkpoint 12.0, this run 9.0"), std::string::npos) << r.output;
   EXPECT_TRUE(outputs_of("seed").empty());
+}
+
+TEST_F(ReliabilityTest, RemovesPartialFilesOfKilledRuns) {
+  // A pid that surely is not running: a child that has exited and been reaped.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);
+  const std::string dead = dir_ + "/stale.mp4.partial-" + std::to_string(child);
+  const std::string alive = dir_ + "/stale.mp4.partial-" + std::to_string(::getpid());
+  vi::test::write_file(dead, "half an mp4");
+  vi::test::write_file(alive, "being written");
+  auto r = launch(2, args("stale"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_FALSE(fs::exists(dead)) << r.output;
+  EXPECT_TRUE(fs::exists(alive)) << "a running process's temporary file must stay";
+  fs::remove(alive);
 }
 
 struct Failure {
