@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <cmath>
+#include <iterator>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -17,7 +19,64 @@ std::string short_value(const nlohmann::json& value) {
   return s;
 }
 
+// Stands for a non-finite number while nlohmann parses the text (it has no syntax for them).
+constexpr const char* kNonFinite = "\x01vi-non-finite:";
+
+bool token_boundary(char c) { return !(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'); }
+
+void restore_non_finite(nlohmann::json& j) {
+  if (j.is_string()) {
+    const auto& s = j.get_ref<const std::string&>();
+    if (s.rfind(kNonFinite, 0) != 0) return;
+    const std::string token = s.substr(std::char_traits<char>::length(kNonFinite));
+    const double inf = std::numeric_limits<double>::infinity();
+    j = token == "NaN" ? std::numeric_limits<double>::quiet_NaN() : token == "Infinity" ? inf : -inf;
+  } else if (j.is_structured()) {
+    for (auto& child : j) restore_non_finite(child);
+  }
+}
+
 }  // namespace
+
+nlohmann::json parse_python_json(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false, replaced = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) {
+        out += text[++i];
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      out += c;
+      continue;
+    }
+    bool matched = false;
+    for (const char* token : {"-Infinity", "Infinity", "NaN"}) {
+      const size_t n = std::char_traits<char>::length(token);
+      if (text.compare(i, n, token) == 0 && (i == 0 || token_boundary(text[i - 1])) &&
+          (i + n == text.size() || token_boundary(text[i + n]))) {
+        out += "\"\\u0001vi-non-finite:";  // the marker, JSON-escaped
+        out += token;
+        out += '"';
+        i += n - 1;
+        matched = replaced = true;
+        break;
+      }
+    }
+    if (!matched) out += c;
+  }
+  nlohmann::json json = nlohmann::json::parse(out);
+  if (replaced) restore_non_finite(json);
+  return json;
+}
 
 JsonConfig JsonConfig::load(const std::string& path) {
   VI_CHECK(std::filesystem::exists(path), "{}: file not found", path);
@@ -25,8 +84,8 @@ JsonConfig JsonConfig::load(const std::string& path) {
   VI_CHECK(in.good(), "{}: cannot open", path);
   nlohmann::json json;
   try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+    json = parse_python_json(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+  } catch (const nlohmann::json::exception& e) {
     VI_FAIL("{}: invalid JSON: {}", path, e.what());
   }
   VI_CHECK(json.is_object(), "{}: expected a JSON object at the top level, got {}", path, json.type_name());

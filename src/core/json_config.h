@@ -14,6 +14,12 @@
 
 namespace vi::core {
 
+// Parses JSON as Python's json module writes it: besides standard JSON, the bare tokens NaN,
+// Infinity and -Infinity (diffusers saves e.g. "lambda_min_clipped": -Infinity) become
+// non-finite numbers. Throws nlohmann::json::exception like nlohmann::json::parse (parse_error, or out_of_range
+// for a number beyond double such as 3e333).
+nlohmann::json parse_python_json(const std::string& text);
+
 class JsonConfig {
  public:
   // Reads and parses `path`; errors name the file (missing, unreadable, invalid JSON with the

@@ -222,6 +222,15 @@ void resolve_config(GenerationConfig& cfg, int world_size) {
   VI_CHECK(s.attn_padding >= 0, "--attn-padding must be >= 0, got {}", s.attn_padding);
   VI_CHECK(s.conv_padding >= 0, "--conv-padding must be >= 0, got {}", s.conv_padding);
   VI_CHECK(s.top_k >= 0, "--attn-top-k must be >= 0, got {}", s.top_k);
+  // NaN or infinite settings (a JSON config may hold Python's NaN / Infinity) would poison the
+  // attention silently.
+  VI_CHECK(std::isfinite(s.attn_scale) && s.attn_scale > 0, "--attn-scale must be a positive number, got {}",
+           s.attn_scale);
+  for (const auto* phase : {&s.local_phase, &s.global_phase}) {
+    VI_CHECK(std::isfinite(phase->t) && std::isfinite(phase->local_bias) && std::isfinite(phase->global_bias),
+             "--phase-t / --local-bias / --global-bias must be finite numbers, got t {}, local {}, global {}",
+             phase->t, phase->local_bias, phase->global_bias);
+  }
   VI_CHECK(cfg.frames_per_clip >= s.attn_padding,
            "--frames-per-clip {} is smaller than the attention halo --attn-padding {}", cfg.frames_per_clip,
            s.attn_padding);

@@ -7,13 +7,19 @@
 #include <cstdint>
 
 #include "core/check.h"
+#include "core/json_config.h"
 #include "video_infinity/generation_config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static bool quiet = (spdlog::set_level(spdlog::level::off), true);
   (void)quiet;
-  nlohmann::json json = nlohmann::json::parse(data, data + size, nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded()) return 0;
+  nlohmann::json json;
+  try {
+    // Python's NaN / Infinity tokens as --config files may have them.
+    json = vi::core::parse_python_json(std::string(reinterpret_cast<const char*>(data), size));
+  } catch (const nlohmann::json::exception&) {
+    return 0;
+  }
   try {
     vi::GenerationConfig config;
     vi::apply_config_json(config, json, "fuzz.json");

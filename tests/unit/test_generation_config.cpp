@@ -2,6 +2,8 @@
 // wrong types and impossible settings are refused naming the key or flag.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <filesystem>
 
 #include "common/test_util.h"
@@ -84,6 +86,11 @@ TEST(GenerationConfig, ImpossibleSettingsNameTheFlag) {
       {[](auto& c) { c.frames = -5; }, 1, "--frames must be positive"},
       {[](auto& c) { c.prompts.clear(); }, 1, "no prompt given"},
       {[](auto& c) { c.dtype = "int8"; }, 1, "--dtype"},
+      {[](auto& c) { c.dual_scope.attn_scale = std::nan(""); }, 1, "--attn-scale must be a positive number"},
+      {[](auto& c) { c.dual_scope.local_phase.local_bias = HUGE_VAL; }, 1, "--local-bias / --global-bias must be finite"},
+      {[](auto& c) { c.checkpoint_every = 3; }, 1, "--checkpoint-every 3 needs --checkpoint-dir"},
+      {[](auto& c) { c.resume = true; }, 1, "--resume needs --checkpoint-dir"},
+      {[](auto& c) { c.comm_timeout = -1; }, 1, "--comm-timeout must be >= 0"},
   };
   for (const auto& k : cases) {
     GenerationConfig c = base;
