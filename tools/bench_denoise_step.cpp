@@ -1,18 +1,24 @@
 // Benchmark: one denoising step (the CFG-batched UNet call + guidance) of a random-weight model
-// in a preset's configuration, for several frame counts per process, with the dual-scope
-// temporal context over a single-process world (clips of --frames-per-clip frames batched on
-// this device). Prints a table (s/step, frames/s, TFLOP/s and % of --peak-tflops when
-// --gflop-per-frame is given, peak memory) and writes it as JSON.
+// in a preset's configuration, for several frame counts, with the dual-scope temporal context
+// over the job's ranks (one process: a world of one; under mpirun: MPI, or NCCL on CUDA); the
+// video's clips of --frames-per-clip frames are split over the ranks and batched on each.
+// Prints a table (s/step, frames/s, TFLOP/s and % of --peak-tflops, communication share of the
+// step, MB sent per UNet call, peak memory) and writes it as JSON.
+// FLOPs: our own count (models/unet3d_flops: convs, linears, Q K^T and A V with the dual-scope
+// keys per query 2P+1+G and the Pc conv halos), unless --gflop-per-frame overrides it;
+// --count-flops prints that count's breakdown for the first frame count and exits.
 //   bench_denoise_step --preset videocrafter2 --device cuda --dtype bf16 --frames 24,96,288
-//       [--height 320 --width 512 --frames-per-clip 24 --iters 3 --frame-chunk 0
-//        --gflop-per-frame 786 --peak-tflops 989 --until-oom --json out.json]
+//       [--height 320 --width 512 --frames-per-clip 24 --iters 3 --frame-chunk 0 --channels-last
+//        --gflop-per-frame G --peak-tflops 989 --until-oom --sync-comm --count-flops --json out.json]
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -20,7 +26,9 @@
 
 #include "core/memory_stats.h"
 #include "models/test_model_unet.h"
+#include "models/unet3d_flops.h"
 #include "parallel/dual_scope_context.h"
+#include "parallel/timed_communicator.h"
 #include "pipeline/text_to_video.h"
 #include "torch_cuda_stats.h"
 
@@ -36,14 +44,70 @@ std::vector<int64_t> parse_list(const std::string& s) {
   return out;
 }
 
+// The FLOP shape of one rank's UNet call: `batch` clips of `frames` frames, dual-scope temporal
+// layers (2P + 1 + G keys per query, Pc halo frames around every temporal conv).
+models::UNetFlopShape flop_shape(int64_t batch, int64_t frames, int64_t h, int64_t w, int64_t clips,
+                                 const parallel::DualScopeSettings& s) {
+  models::UNetFlopShape shape;
+  shape.batch = batch;
+  shape.frames = frames;
+  shape.height = h;
+  shape.width = w;
+  const auto picks = static_cast<int64_t>(parallel::global_frame_indices(frames, s.top_k, clips).size());
+  const int64_t G = std::min<int64_t>(s.top_k, clips * picks);
+  shape.temporal_keys = 2 * s.attn_padding + 1 + G;
+  shape.conv_halo = s.conv_padding;
+  return shape;
+}
+
+void print_flop_breakdown(const models::UNet3DConfig& config, const std::string& preset, int64_t frames, int64_t h,
+                          int64_t w, const models::UNetFlopShape& dual) {
+  models::UNetFlopShape plain = dual;
+  plain.batch = 1;
+  plain.temporal_keys = 0;
+  plain.conv_halo = 0;
+  models::UNetFlopShape one = dual;
+  one.batch = 1;
+  const auto p = models::count_unet_flops(config, plain), d = models::count_unet_flops(config, one);
+  std::printf("UNet FLOPs (2 per multiply-add) of preset %s, latent %lldx%lld, %lld frames, one CFG branch; "
+              "elementwise ops (norms, activations, softmax, adds) not counted\n",
+              preset.c_str(), (long long)h, (long long)w, (long long)frames);
+  std::printf("plain: temporal attention over all %lld frames; dual-scope: %lld keys per query, %lld halo frames "
+              "each side of the temporal convs\n\n",
+              (long long)frames, (long long)dual.temporal_keys, (long long)dual.conv_halo);
+  std::printf("| part | plain GFLOP/frame | dual-scope GFLOP/frame |\n|---|---|---|\n");
+  const double f = static_cast<double>(frames) * 1e9;
+  for (const char* kind : {"conv2d", "conv3d", "linear", "attention"}) {
+    std::printf("| %s | %.2f | %.2f |\n", kind, p.of_kind(kind) / f, d.of_kind(kind) / f);
+  }
+  // Spatial vs temporal attention: temporal attention lives in temp_attentions.* and transformer_in.
+  auto temporal_attention = [](const models::UNetFlops& x) {
+    double s = 0;
+    for (const auto& l : x.layers) {
+      if (l.kind == "attention" && (l.name.find("temp_attentions") != std::string::npos ||
+                                    l.name.rfind("transformer_in", 0) == 0)) {
+        s += l.flops;
+      }
+    }
+    return s;
+  };
+  std::printf("| (of which temporal attention) | %.2f | %.2f |\n", temporal_attention(p) / f, temporal_attention(d) / f);
+  for (const char* part : {"conv_in", "transformer_in", "down_blocks.", "mid_block", "up_blocks.", "conv_out",
+                           "time_embedding", "fps_embedding"}) {
+    std::printf("| %s | %.3f | %.3f |\n", part, p.under(part) / f, d.under(part) / f);
+  }
+  std::printf("| **total** | **%.2f** | **%.2f** |\n", p.total() / f, d.total() / f);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  parallel::LaunchInfo launch = parallel::init_launch(&argc, &argv);
   std::string preset = "tiny", device_flag = "auto", dtype_flag = "auto", json_path;
   std::vector<int64_t> frame_counts = {24, 96, 288};
   int64_t height = 320, width = 512, per_clip = 24, iters = 3, frame_chunk = 0;
-  double gflop_per_frame = 0, peak_tflops = 0;
-  bool until_oom = false;
+  double gflop_override = 0, peak_tflops = 0;
+  bool until_oom = false, channels_last = false, count_flops = false, sync_comm = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -59,76 +123,125 @@ int main(int argc, char** argv) {
     else if (a == "--frames-per-clip") per_clip = std::stoll(next());
     else if (a == "--iters") iters = std::stoll(next());
     else if (a == "--frame-chunk") frame_chunk = std::stoll(next());
-    else if (a == "--gflop-per-frame") gflop_per_frame = std::stod(next());
+    else if (a == "--gflop-per-frame") gflop_override = std::stod(next());
     else if (a == "--peak-tflops") peak_tflops = std::stod(next());
     else if (a == "--until-oom") until_oom = true;
+    else if (a == "--channels-last") channels_last = true;
+    else if (a == "--count-flops") count_flops = true;
+    else if (a == "--sync-comm") sync_comm = true;
     else if (a == "--json") json_path = next();
     else {
       std::fprintf(stderr, "unknown argument %s (see the comment at the top of bench_denoise_step.cpp)\n", a.c_str());
+      parallel::finalize_launch();
       return 2;
     }
   }
+  const bool root = launch.rank == 0;
+  const int64_t h = height / 8, w = width / 8;
+  parallel::DualScopeSettings settings;
+  if (count_flops) {
+    const int64_t frames = frame_counts.empty() ? per_clip : frame_counts.front();
+    if (root) {
+      print_flop_breakdown(models::unet_preset(preset), preset, per_clip, h, w,
+                           flop_shape(1, per_clip, h, w, std::max<int64_t>(frames / per_clip, 1), settings));
+    }
+    parallel::finalize_launch();
+    return 0;
+  }
   c10::InferenceMode guard;
-  const c10::Device device = pipeline::resolve_device(device_flag, 0);
+  const c10::Device device = pipeline::resolve_device(device_flag, launch.local_rank);
   const c10::ScalarType dtype = pipeline::resolve_dtype(dtype_flag, device);
   auto unet = models::make_random_unet(preset, 0);
   unet->to(device, dtype);
   unet->set_frame_chunk(frame_chunk);
+  unet->set_channels_last(channels_last);
   const int64_t cross = unet->config().cross_attention_dim;
-  auto comm = parallel::make_local_communicator(device);
-  std::printf("denoising step, preset %s (%lld parameters), %s %s, %lldx%lld, %lld frames per clip, CFG batch 2\n",
-              preset.c_str(), static_cast<long long>(unet->num_parameters()), device.str().c_str(),
-              c10::toString(dtype), static_cast<long long>(width), static_cast<long long>(height),
-              static_cast<long long>(per_clip));
-  std::printf("| frames | s/step | frames/s | TFLOP/s | %% of peak | peak MB |\n|---|---|---|---|---|---|\n");
+  auto inner = parallel::make_communicator(launch, device);
+  parallel::TimedCommunicator comm(*inner, sync_comm ? std::function<void()>([device] { tools::synchronize(device); })
+                                                     : std::function<void()>());
+  const int64_t ranks = comm.world_size();
+  if (root) {
+    std::printf("denoising step, preset %s (%lld parameters), %s %s%s, %lldx%lld, %lld frames per clip, CFG batch 2, "
+                "%lld rank(s) (%s)\n",
+                preset.c_str(), static_cast<long long>(unet->num_parameters()), device.str().c_str(),
+                c10::toString(dtype), channels_last ? " channels-last" : "", static_cast<long long>(width),
+                static_cast<long long>(height), static_cast<long long>(per_clip), static_cast<long long>(ranks),
+                comm.name().c_str());
+    std::printf("| frames | ranks | s/step | frames/s | GFLOP/frame | TFLOP/s | %% of peak | comm %% | MB sent/call | "
+                "peak MB |\n|---|---|---|---|---|---|---|---|---|---|\n");
+  }
   nlohmann::json rows = nlohmann::json::array();
   if (until_oom) {
     for (int64_t f = frame_counts.empty() ? per_clip : frame_counts.back() * 2; f <= 8192; f *= 2) frame_counts.push_back(f);
   }
   for (int64_t frames : frame_counts) {
-    if (frames % per_clip != 0) {
-      std::printf("| %lld | skipped: not a multiple of %lld |\n", static_cast<long long>(frames), static_cast<long long>(per_clip));
+    if (frames % (per_clip * ranks) != 0) {
+      if (root) {
+        std::printf("| %lld | skipped: not a multiple of %lld frames per clip x %lld ranks |\n",
+                    static_cast<long long>(frames), static_cast<long long>(per_clip), static_cast<long long>(ranks));
+      }
       continue;
     }
     try {
       const int64_t clips = frames / per_clip;
-      parallel::DualScopeSettings settings;
-      auto layout = parallel::ClipLayout::make(clips, per_clip, *comm);
-      parallel::DualScopeContext ctx(settings, layout, *comm);
-      at::Tensor latents = at::randn({2 * clips, unet->config().in_channels, per_clip, height / 8, width / 8},
+      auto layout = parallel::ClipLayout::make(clips, per_clip, comm);
+      const int64_t local = layout.local_clips;
+      parallel::DualScopeContext ctx(settings, layout, comm);
+      at::Tensor latents = at::randn({2 * local, unet->config().in_channels, per_clip, h, w},
                                      at::TensorOptions().device(device).dtype(dtype));
-      at::Tensor text = at::randn({2 * clips, 77, cross}, at::TensorOptions().device(device).dtype(dtype));
+      at::Tensor text = at::randn({2 * local, 77, cross}, at::TensorOptions().device(device).dtype(dtype));
       auto step = [&] {
         at::Tensor eps = unet->forward(latents, 500.0, text, 24.0, ctx);
-        at::Tensor guided = eps.narrow(0, 0, clips) + 12.0 * (eps.narrow(0, clips, clips) - eps.narrow(0, 0, clips));
-        return guided;
+        return eps.narrow(0, 0, local) + 12.0 * (eps.narrow(0, local, local) - eps.narrow(0, 0, local));
       };
       step();  // warm-up (cuDNN autotuning, allocator)
       tools::synchronize(device);
+      comm.barrier();
       tools::reset_peak_memory(device);
       core::reset_peak_rss();
+      comm.reset_stats();
       auto t0 = std::chrono::steady_clock::now();
       for (int64_t i = 0; i < iters; ++i) step();
       tools::synchronize(device);
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+      const double my_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+      const double comm_s = comm.seconds() / iters;
+      const double mb_per_call = static_cast<double>(comm.bytes_sent()) / iters / 1e6;
+      // The step takes as long as the slowest rank.
+      at::Tensor times = comm.all_gather(at::tensor({my_s}, at::kDouble).to(device)).cpu();
+      const double s = times.max().item<double>();
+      // GFLOP per frame per CFG branch (the clip layout makes it the same on every rank).
+      const double gflop_per_frame =
+          gflop_override > 0
+              ? gflop_override
+              : models::count_unet_flops(unet->config(), flop_shape(1, per_clip, h, w, clips, settings)).total() /
+                    per_clip / 1e9;
+      const double tflops = 2.0 * frames * gflop_per_frame / s / 1000.0;
       const double peak_mb = tools::peak_memory_bytes(device) / 1048576.0;
-      const double tflops = gflop_per_frame > 0 ? 2.0 * frames * gflop_per_frame / s / 1000.0 : 0;
-      std::printf("| %lld | %.3f | %.1f | %s | %s | %.0f |\n", static_cast<long long>(frames), s, frames / s,
-                  tflops > 0 ? std::to_string(tflops).substr(0, 6).c_str() : "-",
-                  tflops > 0 && peak_tflops > 0 ? std::to_string(100 * tflops / peak_tflops).substr(0, 5).c_str() : "-",
-                  peak_mb);
-      std::fflush(stdout);
-      rows.push_back({{"frames", frames}, {"s_per_step", s}, {"frames_per_s", frames / s}, {"tflops", tflops},
-                      {"peak_mb", peak_mb}});
+      if (root) {
+        std::printf("| %lld | %lld | %.3f | %.1f | %.4g | %.4g | %s | %.1f | %.2f | %.0f |\n",
+                    static_cast<long long>(frames), static_cast<long long>(ranks), s, frames / s, gflop_per_frame,
+                    tflops, peak_tflops > 0 ? std::to_string(100 * tflops / peak_tflops).substr(0, 5).c_str() : "-",
+                    100.0 * comm_s / my_s, mb_per_call, peak_mb);
+        std::fflush(stdout);
+      }
+      rows.push_back({{"frames", frames}, {"ranks", ranks}, {"s_per_step", s}, {"frames_per_s", frames / s},
+                      {"gflop_per_frame", gflop_per_frame}, {"gflop_source", gflop_override > 0 ? "flag" : "count"},
+                      {"tflops", tflops}, {"comm_s_per_step_rank0", comm_s}, {"comm_share_rank0", comm_s / my_s},
+                      {"mb_sent_per_unet_call_rank0", mb_per_call}, {"peak_mb", peak_mb},
+                      {"channels_last", channels_last}});
     } catch (const std::exception& e) {
-      std::printf("| %lld | failed: %s |\n", static_cast<long long>(frames), std::string(e.what()).substr(0, 80).c_str());
+      if (root) {
+        std::printf("| %lld | failed: %s |\n", static_cast<long long>(frames), std::string(e.what()).substr(0, 80).c_str());
+      }
       if (until_oom) break;
     }
   }
-  if (!json_path.empty()) {
+  if (root && !json_path.empty()) {
     std::ofstream(json_path) << nlohmann::json{{"preset", preset}, {"device", device.str()},
                                                {"dtype", c10::toString(dtype)}, {"height", height}, {"width", width},
-                                               {"frames_per_clip", per_clip}, {"rows", rows}}.dump(2);
+                                               {"frames_per_clip", per_clip}, {"ranks", ranks},
+                                               {"channels_last", channels_last}, {"rows", rows}}.dump(2);
   }
+  parallel::finalize_launch();
   return 0;
 }

@@ -206,6 +206,14 @@ int64_t UNet3DConditionModelImpl::num_parameters() const {
   return n;
 }
 
+void UNet3DConditionModelImpl::set_channels_last(bool on) {
+  channels_last_ = on;
+  const auto format = on ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  for (auto& p : parameters(/*recurse=*/true)) {
+    if (p.dim() == 4) p.set_data(p.contiguous(format));
+  }
+}
+
 c10::ScalarType UNet3DConditionModelImpl::dtype() const { return conv_in_->parameters().front().scalar_type(); }
 c10::Device UNet3DConditionModelImpl::device() const { return conv_in_->parameters().front().device(); }
 
@@ -257,6 +265,7 @@ at::Tensor UNet3DConditionModelImpl::forward(const at::Tensor& sample, const at:
   // 2. Pre-process: frames into the batch, conv_in, transformer_in.
   FrameRun run{ctx, F, frame_chunk_};
   at::Tensor x = sample.to(dev, dt).permute({0, 2, 1, 3, 4}).reshape({rows, C, H, W});  // [B*F, C, h, w]
+  if (channels_last_) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   x = map_rows(rows, frame_chunk_, [&](int64_t b, int64_t n) { return conv_in_->forward(x.narrow(0, b, n)); });
   stage("conv_in", x);
   x = transformer_in_->forward(x, F, ctx, frame_chunk_);

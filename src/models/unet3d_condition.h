@@ -81,6 +81,14 @@ class UNet3DConditionModelImpl : public torch::nn::Module {
   void set_frame_chunk(int64_t images) { frame_chunk_ = images; }
   int64_t frame_chunk() const { return frame_chunk_; }
 
+  // Runs the per-frame [B*F, C, h, w] activations and the 2D conv weights in channels-last
+  // (NHWC) memory format, which cuDNN's tensor-core convolutions prefer and which makes the
+  // spatial transformers' NCHW <-> token permutes free. Same result (to the convolution
+  // algorithm's rounding); the output is returned in the standard layout. Converts the 4-d
+  // parameters in place: call after moving the model to its device and dtype.
+  void set_channels_last(bool on);
+  bool channels_last() const { return channels_last_; }
+
   const UNet3DConfig& config() const { return config_; }
   int64_t num_parameters() const;
   c10::ScalarType dtype() const;
@@ -89,6 +97,7 @@ class UNet3DConditionModelImpl : public torch::nn::Module {
  private:
   UNet3DConfig config_;
   int64_t frame_chunk_ = 0;
+  bool channels_last_ = false;
   int64_t num_upsamplers_ = 0;
   Conv2d conv_in_{nullptr}, conv_out_{nullptr};
   TimestepEmbedding time_embedding_{nullptr}, fps_embedding_{nullptr};

@@ -16,7 +16,8 @@ at::Tensor map_rows(int64_t rows, int64_t chunk, const std::function<at::Tensor(
     if (!out.defined()) {
       std::vector<int64_t> shape = part.sizes().vec();
       shape[0] = rows;
-      out = at::empty(shape, part.options());
+      // Keeps the chunks' memory format (channels-last activations stay channels-last).
+      out = at::empty(shape, part.options().memory_format(part.suggest_memory_format()));
     }
     out.narrow(0, begin, len).copy_(part);
   }

@@ -1,12 +1,20 @@
 // NCCL: a communicator for CUDA tensors. MPI only bootstraps it (the unique id is broadcast,
 // the node-local rank picks the GPU); NCCL moves the data. Without MPI, a world of several
 // ranks shares the id through the file named by VI_NCCL_ID_FILE (rank 0 writes it).
+//
+// Streams: NCCL runs on the communicator's own stream. Each call waits (on the GPU, through an
+// event) for the work queued so far on torch's current stream, and torch's stream waits for the
+// call's transfers before its next kernel: results are ordered like any other op, the host
+// never blocks (except in barrier()), and compute on other streams can overlap the transfers.
+// Tensors the call reads or writes are only reused by the caching allocator for work on the
+// current stream, which is ordered after the transfers, so no recordStream is needed.
 #include <ATen/ATen.h>
 #include <cuda_runtime.h>
 #include <nccl.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -100,9 +108,16 @@ class NcclCommunicator final : public Communicator {
     VI_CUDA_CHECK(cudaSetDevice(device_index_));
     ncclUniqueId id = share_unique_id(launch);
     VI_NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_));
+    VI_CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
+    VI_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+    VI_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
   }
   ~NcclCommunicator() override {
     if (comm_) ncclCommDestroy(comm_);
+    if (done_) cudaEventDestroy(done_);
+    if (ready_) cudaEventDestroy(ready_);
+    if (comm_stream_) cudaStreamDestroy(comm_stream_);
+    if (barrier_flag_) cudaFree(barrier_flag_);
   }
 
   int rank() const override { return rank_; }
@@ -116,16 +131,20 @@ class NcclCommunicator final : public Communicator {
     VI_CHECK(!shape.empty(), "NCCL all_gather: a 0-d tensor cannot be concatenated along dim 0");
     shape[0] *= size_;
     at::Tensor out = at::empty(shape, in.options());
-    VI_NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_type(in.scalar_type()), comm_,
-                                stream()));
+    on_comm_stream("all_gather", [&] {
+      VI_NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_type(in.scalar_type()), comm_,
+                                  comm_stream_));
+    });
     count_sent(in.nbytes() * (size_ - 1));
     return out;
   }
 
   void all_reduce_sum(at::Tensor& tensor) override {
     at::Tensor work = cuda_contiguous(tensor, "all_reduce_sum");
-    VI_NCCL_CHECK(ncclAllReduce(work.data_ptr(), work.data_ptr(), work.numel(), nccl_type(work.scalar_type()),
-                                ncclSum, comm_, stream()));
+    on_comm_stream("all_reduce_sum", [&] {
+      VI_NCCL_CHECK(ncclAllReduce(work.data_ptr(), work.data_ptr(), work.numel(), nccl_type(work.scalar_type()),
+                                  ncclSum, comm_, comm_stream_));
+    });
     if (size_ > 1) count_sent(work.nbytes());
     if (!work.is_same(tensor)) tensor.copy_(work);
   }
@@ -137,66 +156,135 @@ class NcclCommunicator final : public Communicator {
     if (rank_ > 0) got.from_left = at::empty_like(right_out);
     if (rank_ + 1 < size_) got.from_right = at::empty_like(left_out);
     // One group: NCCL schedules the four transfers together, so no order can deadlock.
-    VI_NCCL_CHECK(ncclGroupStart());
-    if (rank_ > 0) {
-      VI_NCCL_CHECK(ncclRecv(got.from_left.data_ptr(), got.from_left.numel(), nccl_type(right_out.scalar_type()),
-                             rank_ - 1, comm_, stream()));
-      VI_NCCL_CHECK(ncclSend(left_out.data_ptr(), left_out.numel(), nccl_type(left_out.scalar_type()), rank_ - 1,
-                             comm_, stream()));
-      count_sent(left_out.nbytes());
-    }
-    if (rank_ + 1 < size_) {
-      VI_NCCL_CHECK(ncclRecv(got.from_right.data_ptr(), got.from_right.numel(), nccl_type(left_out.scalar_type()),
-                             rank_ + 1, comm_, stream()));
-      VI_NCCL_CHECK(ncclSend(right_out.data_ptr(), right_out.numel(), nccl_type(right_out.scalar_type()), rank_ + 1,
-                             comm_, stream()));
-      count_sent(right_out.nbytes());
-    }
-    VI_NCCL_CHECK(ncclGroupEnd());
+    on_comm_stream("exchange_neighbors", [&] {
+      VI_NCCL_CHECK(ncclGroupStart());
+      if (rank_ > 0) {
+        VI_NCCL_CHECK(ncclRecv(got.from_left.data_ptr(), got.from_left.numel(), nccl_type(right_out.scalar_type()),
+                               rank_ - 1, comm_, comm_stream_));
+        VI_NCCL_CHECK(ncclSend(left_out.data_ptr(), left_out.numel(), nccl_type(left_out.scalar_type()), rank_ - 1,
+                               comm_, comm_stream_));
+      }
+      if (rank_ + 1 < size_) {
+        VI_NCCL_CHECK(ncclRecv(got.from_right.data_ptr(), got.from_right.numel(), nccl_type(left_out.scalar_type()),
+                               rank_ + 1, comm_, comm_stream_));
+        VI_NCCL_CHECK(ncclSend(right_out.data_ptr(), right_out.numel(), nccl_type(right_out.scalar_type()),
+                               rank_ + 1, comm_, comm_stream_));
+      }
+      VI_NCCL_CHECK(ncclGroupEnd());
+    });
+    if (rank_ > 0) count_sent(left_out.nbytes());
+    if (rank_ + 1 < size_) count_sent(right_out.nbytes());
     return got;
   }
 
   void broadcast(at::Tensor& tensor, int root) override {
     VI_CHECK(root >= 0 && root < size_, "broadcast: root {} outside a world of {}", root, size_);
     at::Tensor work = cuda_contiguous(tensor, "broadcast");
-    VI_NCCL_CHECK(ncclBroadcast(work.data_ptr(), work.data_ptr(), work.numel(), nccl_type(work.scalar_type()), root,
-                                comm_, stream()));
+    on_comm_stream("broadcast", [&] {
+      VI_NCCL_CHECK(ncclBroadcast(work.data_ptr(), work.data_ptr(), work.numel(), nccl_type(work.scalar_type()),
+                                  root, comm_, comm_stream_));
+    });
     if (rank_ == root) count_sent(work.nbytes() * (size_ - 1));
     if (!work.is_same(tensor)) tensor.copy_(work);
   }
 
+  // The one call where the host waits: until every rank has reached it, or timeout().
   void barrier() override {
-    int32_t* flag = nullptr;
-    VI_CUDA_CHECK(cudaMalloc(&flag, sizeof(int32_t)));
-    VI_CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof(int32_t), stream()));
-    ncclResult_t rc = ncclAllReduce(flag, flag, 1, ncclInt32, ncclSum, comm_, stream());
-    cudaError_t sync = cudaStreamSynchronize(stream());
-    cudaFree(flag);
-    VI_NCCL_CHECK(rc);
-    VI_CUDA_CHECK(sync);
+    if (!barrier_flag_) VI_CUDA_CHECK(cudaMalloc(&barrier_flag_, sizeof(int32_t)));
+    on_comm_stream("barrier", [&] {
+      VI_CUDA_CHECK(cudaMemsetAsync(barrier_flag_, 0, sizeof(int32_t), comm_stream_));
+      VI_NCCL_CHECK(ncclAllReduce(barrier_flag_, barrier_flag_, 1, ncclInt32, ncclSum, comm_, comm_stream_));
+    });
+    wait_host("barrier");
   }
 
   void send(const at::Tensor& tensor, int dst) override {
     at::Tensor t = cuda_contiguous(tensor, "send");
-    VI_NCCL_CHECK(ncclSend(t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), dst, comm_, stream()));
+    on_comm_stream("send", [&] {
+      VI_NCCL_CHECK(ncclSend(t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), dst, comm_, comm_stream_));
+    });
     count_sent(t.nbytes());
   }
 
   void recv(at::Tensor& tensor, int src) override {
     VI_CHECK(tensor.is_contiguous(), "NCCL recv: needs a contiguous tensor");
     cuda_contiguous(tensor, "recv");
-    VI_NCCL_CHECK(ncclRecv(tensor.data_ptr(), tensor.numel(), nccl_type(tensor.scalar_type()), src, comm_, stream()));
+    on_comm_stream("recv", [&] {
+      VI_NCCL_CHECK(
+          ncclRecv(tensor.data_ptr(), tensor.numel(), nccl_type(tensor.scalar_type()), src, comm_, comm_stream_));
+    });
   }
 
  private:
-  // Work is ordered on torch's current stream when LibTorch has CUDA, else on the legacy
-  // default stream (which every other stream synchronises with).
-  cudaStream_t stream() const {
+  // The stream the caller's work is on: torch's current stream when LibTorch has CUDA, else the
+  // legacy default stream.
+  cudaStream_t compute_stream() const {
 #ifdef VI_TORCH_HAS_CUDA
     return c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device_index_)).stream();
 #else
     return cudaStreamLegacy;
 #endif
+  }
+
+  // Throws when a previous call aborted the communicator or NCCL reports an asynchronous error
+  // (a peer failed); costs no synchronisation.
+  void check_usable(const char* op) {
+    VI_CHECK(comm_ != nullptr, "NCCL {} on rank {} ({}): the communicator was aborted by an earlier timeout or error",
+             op, rank_, host_name());
+    ncclResult_t async = ncclSuccess;
+    VI_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
+    if (async != ncclSuccess) {
+      abort_comm();
+      VI_FAIL("NCCL {} on rank {} ({}): asynchronous NCCL error from an earlier call: {}", op, rank_, host_name(),
+              ncclGetErrorString(async));
+    }
+  }
+
+  // Runs `enqueue` (NCCL calls on comm_stream_) after the work queued so far on the compute
+  // stream, and makes the compute stream's later work wait for it. No host synchronisation.
+  template <typename F>
+  void on_comm_stream(const char* op, F&& enqueue) {
+    check_usable(op);
+    VI_CUDA_CHECK(cudaEventRecord(ready_, compute_stream()));
+    VI_CUDA_CHECK(cudaStreamWaitEvent(comm_stream_, ready_, 0));
+    enqueue();
+    VI_CUDA_CHECK(cudaEventRecord(done_, comm_stream_));
+    VI_CUDA_CHECK(cudaStreamWaitEvent(compute_stream(), done_, 0));
+  }
+
+  // The host waits for the last call's transfers: polls its event and NCCL's asynchronous error
+  // state; past timeout() (0 = forever) or on an error the communicator is aborted (which also
+  // ends the transfers stuck on the GPU) and a vi::Error names the operation.
+  void wait_host(const char* op) {
+    const auto start = std::chrono::steady_clock::now();
+    const double limit = timeout();
+    for (int polls = 0;; ++polls) {
+      const cudaError_t state = cudaEventQuery(done_);
+      if (state == cudaSuccess) return;
+      VI_CHECK(state == cudaErrorNotReady, "CUDA error on rank {} ({}) waiting for NCCL {}: {}", rank_, host_name(),
+               op, cudaGetErrorString(state));
+      ncclResult_t async = ncclSuccess;
+      VI_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
+      if (async != ncclSuccess) {
+        abort_comm();
+        VI_FAIL("NCCL {} on rank {} ({}) failed: {} (another rank failed or left)", op, rank_, host_name(),
+                ncclGetErrorString(async));
+      }
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (limit > 0 && waited > limit) {
+        abort_comm();
+        VI_FAIL("NCCL {} on rank {} ({}): not complete after {:.1f} s (communicator timeout {} s): other ranks of the "
+                "world of {} are unresponsive (stopped, dead or hung); communicator aborted",
+                op, rank_, host_name(), waited, limit, size_);
+      }
+      // Spin briefly (a barrier usually completes in microseconds), then sleep between polls.
+      if (polls > 1000) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
+  void abort_comm() {
+    if (comm_) ncclCommAbort(comm_);
+    comm_ = nullptr;
   }
 
   at::Tensor cuda_contiguous(const at::Tensor& t, const char* op) const {
@@ -210,6 +298,9 @@ class NcclCommunicator final : public Communicator {
   int size_ = 1;
   int device_index_ = 0;
   ncclComm_t comm_ = nullptr;
+  cudaStream_t comm_stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr, done_ = nullptr;  // compute -> comm, comm -> compute
+  int32_t* barrier_flag_ = nullptr;
 };
 
 }  // namespace

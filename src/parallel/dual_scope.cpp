@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/check.h"
+#include "core/torch_compat.h"
 
 namespace vi::parallel {
 
@@ -51,9 +52,90 @@ constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
 }  // namespace
 
+BandedBlocks gather_banded_blocks(const at::Tensor& q, const at::Tensor& k_ext, const at::Tensor& v_ext,
+                                  const at::Tensor& kg, const at::Tensor& vg, int64_t padding, double attn_scale,
+                                  bool token_num_scale, PhaseBias phase, const at::Tensor& halo_valid,
+                                  int64_t block_frames) {
+  check_shapes(q, k_ext, v_ext, kg, vg, padding);
+  const int64_t BH = q.size(0), F = q.size(1), d = q.size(2), P = padding, G = kg.size(1);
+  VI_CHECK(block_frames >= 0, "gather_banded_blocks: block_frames {} must be >= 0", block_frames);
+  const int64_t Fb = std::min<int64_t>(F, block_frames > 0 ? block_frames : std::max<int64_t>(2 * P, 8));
+  const int64_t nb = (F + Fb - 1) / Fb, Fp = nb * Fb, Kb = Fb + 2 * P;
+  const auto opts = q.options().dtype(at::kFloat);
+  auto pad_frames = [&](const at::Tensor& t, int64_t frames) {  // [BH, n, d] -> [BH, frames, d]
+    if (t.size(1) == frames) return t;
+    return at::cat({t, at::zeros({t.size(0), frames - t.size(1), t.size(2)}, t.options())}, 1);
+  };
+  BandedBlocks out;
+  out.frames = F;
+  // Keys/values: each block's window (unfold: [BH, nb, d, Kb] -> [BH, nb, Kb, d]), then the globals.
+  auto gather = [&](const at::Tensor& ext, const at::Tensor& glob) {
+    at::Tensor win = pad_frames(ext, Fp + 2 * P).unfold(1, Kb, Fb).transpose(2, 3);  // [BH, nb, Kb, d]
+    if (G == 0) return win.contiguous();
+    return at::cat({win, glob.unsqueeze(1).expand({BH, nb, G, d})}, 2);  // [BH, nb, S, d]
+  };
+  out.k = gather(k_ext, kg);
+  out.v = gather(v_ext, vg);
+
+  // Visibility of the window columns: row i of a block sees columns i .. i + 2P, minus masked halos.
+  at::Tensor row = at::arange(Fb, opts.dtype(at::kLong)).unsqueeze(1);
+  at::Tensor col = at::arange(Kb, opts.dtype(at::kLong)).unsqueeze(0);
+  at::Tensor visible = (col >= row).logical_and(col <= row + 2 * P).view({1, 1, Fb, Kb});
+  if (halo_valid.defined()) {
+    at::Tensor valid = halo_valid.to(q.device(), at::kBool);
+    valid = at::cat({valid, at::zeros({valid.size(0), Fp - F}, valid.options())}, 1);  // [BH|1, Fp + 2P]
+    visible = visible.logical_and(valid.unfold(1, Kb, Fb).unsqueeze(2));           // [BH|1, nb, Fb, Kb]
+  }
+  at::Tensor window = at::full({}, phase.local, opts).expand(visible.sizes()).masked_fill(visible.logical_not(),
+                                                                                            kNegInf);
+  at::Tensor bias = window;
+  if (G > 0) {
+    std::vector<int64_t> gshape = visible.sizes().vec();
+    gshape[3] = G;
+    bias = at::cat({window, at::full(gshape, phase.global, opts)}, 3);  // [.., Fb, S]
+  }
+  out.bias = bias.to(q.scalar_type() == at::kDouble ? at::kDouble : q.scalar_type());
+
+  // Scale folded into the query rows: softmax(q k^T * s_i + bias) = softmax((s_i sqrt(d) q) k^T / sqrt(d) + bias).
+  const auto compute = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor rows_scale = at::full({1, 1, Fb, 1}, attn_scale, opts.dtype(compute));
+  if (token_num_scale) {
+    at::Tensor n = visible.sum(-1, /*keepdim=*/true).to(compute) + static_cast<double>(G);  // keys per row
+    rows_scale = n.clamp_min(1).log() / std::log(16.0) * attn_scale;
+  }
+  at::Tensor qb = pad_frames(q, Fp).view({BH, nb, Fb, d});
+  out.q = (qb.to(compute) * rows_scale).to(q.scalar_type());
+  return out;
+}
+
+at::Tensor blocks_attention(const BandedBlocks& b, bool use_sdpa) {
+#if VI_HAS_SDPA
+  if (use_sdpa) return at::scaled_dot_product_attention(b.q, b.k, b.v, b.bias);
+#else
+  (void)use_sdpa;
+#endif
+  const bool half = b.q.scalar_type() == at::kHalf || b.q.scalar_type() == at::kBFloat16;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(b.q.size(-1)));
+  at::Tensor scores = at::matmul(b.q, b.k.transpose(-1, -2));  // [BH, nb, Fb, S]
+  scores = half ? scores.to(at::kFloat).mul_(scale).add_(b.bias) : scores.mul_(scale).add_(b.bias);
+  at::Tensor probs = at::softmax(scores, -1).to(b.v.scalar_type());
+  return at::matmul(probs, b.v);  // [BH, nb, Fb, d]
+}
+
+at::Tensor ungather_blocks(const at::Tensor& out, int64_t frames, at::ScalarType dtype) {
+  const int64_t BH = out.size(0), Fp = out.size(1) * out.size(2), d = out.size(3);
+  return out.reshape({BH, Fp, d}).narrow(1, 0, frames).to(dtype);
+}
+
 at::Tensor banded_attention(const at::Tensor& q, const at::Tensor& k_ext, const at::Tensor& v_ext, const at::Tensor& kg,
                             const at::Tensor& vg, int64_t padding, double attn_scale, bool token_num_scale,
-                            PhaseBias phase, const at::Tensor& halo_valid) {
+                            PhaseBias phase, const at::Tensor& halo_valid, BandedImpl impl) {
+  if (impl == BandedImpl::kAuto) impl = VI_HAS_SDPA && q.is_cuda() ? BandedImpl::kGathered : BandedImpl::kBlockMatmul;
+  if (impl == BandedImpl::kGathered) {
+    BandedBlocks blocks =
+        gather_banded_blocks(q, k_ext, v_ext, kg, vg, padding, attn_scale, token_num_scale, phase, halo_valid);
+    return ungather_blocks(blocks_attention(blocks, /*use_sdpa=*/VI_HAS_SDPA != 0), blocks.frames, q.scalar_type());
+  }
   check_shapes(q, k_ext, v_ext, kg, vg, padding);
   const int64_t BH = q.size(0), F = q.size(1), d = q.size(2), P = padding, G = kg.size(1);
   // Queries go in blocks of Fb frames; block b sees key frames [b*Fb, b*Fb + Fb + 2P) of k_ext,
