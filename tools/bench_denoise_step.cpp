@@ -8,7 +8,7 @@
 // keys per query 2P+1+G and the Pc conv halos), unless --gflop-per-frame overrides it;
 // --count-flops prints that count's breakdown for the first frame count and exits.
 //   bench_denoise_step --preset videocrafter2 --device cuda --dtype bf16 --frames 24,96,288
-//       [--height 320 --width 512 --frames-per-clip 24 --iters 3 --frame-chunk 0 --channels-last
+//       [--height 320 --width 512 --frames-per-clip 24 --iters 3 --frame-chunk 0 --channels-last --cfg-serial
 //        --gflop-per-frame G --peak-tflops 989 --until-oom --sync-comm --count-flops --json out.json]
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> frame_counts = {24, 96, 288};
   int64_t height = 320, width = 512, per_clip = 24, iters = 3, frame_chunk = 0;
   double gflop_override = 0, peak_tflops = 0;
-  bool until_oom = false, channels_last = false, count_flops = false, sync_comm = false;
+  bool until_oom = false, channels_last = false, count_flops = false, sync_comm = false, cfg_serial = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -127,6 +127,7 @@ int main(int argc, char** argv) {
     else if (a == "--peak-tflops") peak_tflops = std::stod(next());
     else if (a == "--until-oom") until_oom = true;
     else if (a == "--channels-last") channels_last = true;
+    else if (a == "--cfg-serial") cfg_serial = true;
     else if (a == "--count-flops") count_flops = true;
     else if (a == "--sync-comm") sync_comm = true;
     else if (a == "--json") json_path = next();
@@ -161,11 +162,12 @@ int main(int argc, char** argv) {
                                                      : std::function<void()>());
   const int64_t ranks = comm.world_size();
   if (root) {
-    std::printf("denoising step, preset %s (%lld parameters), %s %s%s, %lldx%lld, %lld frames per clip, CFG batch 2, "
+    std::printf("denoising step, preset %s (%lld parameters), %s %s%s, %lldx%lld, %lld frames per clip, CFG %s, "
                 "%lld rank(s) (%s)\n",
                 preset.c_str(), static_cast<long long>(unet->num_parameters()), device.str().c_str(),
                 c10::toString(dtype), channels_last ? " channels-last" : "", static_cast<long long>(width),
-                static_cast<long long>(height), static_cast<long long>(per_clip), static_cast<long long>(ranks),
+                static_cast<long long>(height), static_cast<long long>(per_clip),
+                cfg_serial ? "branches as two calls" : "batch 2", static_cast<long long>(ranks),
                 comm.name().c_str());
     std::printf("| frames | ranks | s/step | frames/s | GFLOP/frame | TFLOP/s | %% of peak | comm %% | MB sent/call | "
                 "peak MB |\n|---|---|---|---|---|---|---|---|---|---|\n");
@@ -191,6 +193,11 @@ int main(int argc, char** argv) {
                                      at::TensorOptions().device(device).dtype(dtype));
       at::Tensor text = at::randn({2 * local, 77, cross}, at::TensorOptions().device(device).dtype(dtype));
       auto step = [&] {
+        if (cfg_serial) {  // generate --cfg-serial: the two branches as two calls of the local clips
+          at::Tensor u = unet->forward(latents.narrow(0, 0, local), 500.0, text.narrow(0, 0, local), 24.0, ctx);
+          at::Tensor c = unet->forward(latents.narrow(0, local, local), 500.0, text.narrow(0, local, local), 24.0, ctx);
+          return u + 12.0 * (c - u);
+        }
         at::Tensor eps = unet->forward(latents, 500.0, text, 24.0, ctx);
         return eps.narrow(0, 0, local) + 12.0 * (eps.narrow(0, local, local) - eps.narrow(0, 0, local));
       };

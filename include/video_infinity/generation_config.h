@@ -49,6 +49,8 @@ struct GenerationConfig {
   std::string device = "auto";     // auto | cpu | cuda
   int64_t frame_chunk = 0;         // spatial layers over this many frames at a time (0: all)
   int64_t vae_chunk = 8;           // frames per VAE decode call
+  bool channels_last = false;      // UNet 2D convs in channels-last layout (cuDNN tensor cores)
+  bool cfg_serial = false;         // the two guidance branches as two UNet calls (half the activations)
   // Video-Infinity
   parallel::DualScopeSettings dual_scope;
   // Output

@@ -314,6 +314,10 @@ Runner add_generate(CLI::App& app) {
   bind(cmd, *b, "--device", VI_FIELD(device), "auto, cpu or cuda (the GPU is picked by the node-local rank)");
   bind(cmd, *b, "--frame-chunk", VI_FIELD(frame_chunk), "Frames per call of the per-frame layers (0: all; bounds memory)");
   bind(cmd, *b, "--vae-chunk", VI_FIELD(vae_chunk), "Frames per VAE decode call");
+  bind_flag(cmd, *b, "--cfg-serial", VI_FIELD(cfg_serial),
+            "Guidance branches as two UNet calls instead of one batch: half the activation memory, a bit slower");
+  bind_flag(cmd, *b, "--channels-last", VI_FIELD(channels_last),
+            "UNet 2D convolutions in channels-last layout (faster with cuDNN tensor cores; slower on the CPU)");
   bind(cmd, *b, "--attn-padding", VI_FIELD(dual_scope.attn_padding), "Temporal attention halo P (frames each side)");
   bind(cmd, *b, "--attn-top-k", VI_FIELD(dual_scope.top_k), "Global frames K shared by every clip");
   bind(cmd, *b, "--conv-padding", VI_FIELD(dual_scope.conv_padding), "Temporal conv halo Pc (frames each side)");

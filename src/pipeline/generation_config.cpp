@@ -124,6 +124,8 @@ void apply_config_json(GenerationConfig& cfg, const nlohmann::json& json, const 
   read(c, "device", cfg.device);
   read(c, "frame_chunk", cfg.frame_chunk);
   read(c, "vae_chunk", cfg.vae_chunk);
+  read(c, "channels_last", cfg.channels_last);
+  read(c, "cfg_serial", cfg.cfg_serial);
   read(c, "attn_padding", cfg.dual_scope.attn_padding);
   read(c, "attn_top_k", cfg.dual_scope.top_k);
   read(c, "conv_padding", cfg.dual_scope.conv_padding);
@@ -316,6 +318,8 @@ nlohmann::json config_to_json(const GenerationConfig& cfg) {
       {"device", cfg.device},
       {"frame_chunk", cfg.frame_chunk},
       {"vae_chunk", cfg.vae_chunk},
+      {"channels_last", cfg.channels_last},
+      {"cfg_serial", cfg.cfg_serial},
       {"attn_padding", s.attn_padding},
       {"attn_top_k", s.top_k},
       {"conv_padding", s.conv_padding},

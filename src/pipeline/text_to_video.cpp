@@ -25,8 +25,8 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 nlohmann::json result_settings(const GenerationConfig& config, c10::ScalarType dtype, bool dual_scope) {
   nlohmann::json j = config_to_json(config);
   for (const char* key : {"model", "unet", "output", "save_frames", "save_latents", "init_latents", "export_fps",
-                          "frame_chunk", "vae_chunk", "device", "dtype", "checkpoint_dir", "checkpoint_every",
-                          "resume", "comm_timeout"}) {
+                          "frame_chunk", "vae_chunk", "channels_last", "cfg_serial", "device", "dtype",
+                          "checkpoint_dir", "checkpoint_every", "resume", "comm_timeout"}) {
     j.erase(key);
   }
   j["dtype"] = c10::toString(dtype);
@@ -88,6 +88,7 @@ void TextToVideoPipeline::load() {
   text_encoder_ = models::load_clip_text(paths_.text_encoder, dtype_, device_);
   unet_ = models::load_unet3d(paths_.unet, dtype_, device_);
   unet_->set_frame_chunk(config_.frame_chunk);
+  unet_->set_channels_last(config_.channels_last);
   vae_ = models::load_vae(paths_.vae, dtype_, device_);
   schedulers::SchedulerOverrides overrides;
   if (config_.scheduler != "ddim") {
@@ -243,13 +244,26 @@ at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& te
     auto t0 = Clock::now();
     const int64_t t = steps[i];
     // [Cl, C, F, h, w] -> the CFG batch [uncond clips | cond clips].
-    at::Tensor model_in = scheduler_->scale_model_input(latents, t);
-    model_in = at::cat({model_in, model_in}, 0).to(device_, dtype_);
+    at::Tensor model_in = scheduler_->scale_model_input(latents, t).to(device_, dtype_);
     const uint64_t call_start = comm_.bytes_sent();
-    at::Tensor eps = unet_->forward(model_in, static_cast<double>(t), text_states, config_.fps, *context_);
-    if (i == static_cast<size_t>(first_step)) times_.bytes_per_unet_call = comm_.bytes_sent() - call_start;
-    eps = eps.to(at::kFloat);
-    at::Tensor uncond = eps.narrow(0, 0, Cl), cond = eps.narrow(0, Cl, Cl);
+    at::Tensor uncond, cond;
+    if (config_.cfg_serial) {
+      // Two calls of Cl clips each: half the activation memory, the same exchanges per branch.
+      uncond = unet_->forward(model_in, static_cast<double>(t), text_states.narrow(0, 0, Cl), config_.fps, *context_);
+      cond = unet_->forward(model_in, static_cast<double>(t), text_states.narrow(0, Cl, Cl), config_.fps, *context_);
+      uncond = uncond.to(at::kFloat);
+      cond = cond.to(at::kFloat);
+    } else {
+      at::Tensor eps = unet_->forward(at::cat({model_in, model_in}, 0), static_cast<double>(t), text_states,
+                                      config_.fps, *context_)
+                           .to(at::kFloat);
+      uncond = eps.narrow(0, 0, Cl);
+      cond = eps.narrow(0, Cl, Cl);
+    }
+    if (i == static_cast<size_t>(first_step)) {
+      // Per call of the whole CFG batch: the two serial calls together send what one batched call does.
+      times_.bytes_per_unet_call = comm_.bytes_sent() - call_start;
+    }
     at::Tensor guided = uncond + config_.guidance * (cond - uncond);
     // The scheduler steps on [Cl * F, C, h, w], as the reference pipeline reshapes.
     auto frames_first = [&](const at::Tensor& x) { return x.permute({0, 2, 1, 3, 4}).reshape({Cl * F, x.size(1), x.size(3), x.size(4)}); };
@@ -269,6 +283,10 @@ at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& te
     at::Tensor prev = scheduler_->step(frames_first(guided), t, frames_first(latents), nullptr, noise);
     latents = prev.reshape({Cl, F, latents.size(1), latents.size(3), latents.size(4)}).permute({0, 2, 1, 3, 4}).contiguous();
     if (options_.on_latents) options_.on_latents(static_cast<int64_t>(i), latents);
+    // On CUDA the communicator's transfers are queued without the host waiting, so a stopped
+    // rank would stall the GPU queue forever; one barrier per step (the host waits there, under
+    // --comm-timeout) bounds that. The MPI communicator times out inside every call instead.
+    if (device_.is_cuda() && comm_.world_size() > 1 && comm_.timeout() > 0) comm_.barrier();
     const auto done = static_cast<int64_t>(i + 1);
     if (checkpoints_ && (done % config_.checkpoint_every == 0 || done == static_cast<int64_t>(steps.size()))) {
       write_checkpoint(done, latents);

@@ -157,4 +157,17 @@ TEST_F(VideoInfinityTest, SameVideoOnAnyNumberOfRanks) {
   EXPECT_LT(err, 1e-5);
 }
 
+TEST_F(VideoInfinityTest, SerialGuidanceBranchesMatchTheBatch) {
+  // --cfg-serial: the unconditional and conditional halves as two UNet calls of the local clips.
+  const int64_t clips = comm_->world_size() == 3 ? 3 : 4;
+  GenerationConfig c = golden_config(clips, "ddim", 4);
+  Run batched = run(c, *comm_);
+  c.cfg_serial = true;
+  Run serial = run(c, *comm_);
+  const double err = test::rel_error(serial.final_latents, batched.final_latents);
+  std::printf("rank %d: serial vs batched guidance branches: rel %.3g (tolerance 1e-5)\n", comm_->rank(), err);
+  EXPECT_LT(err, 1e-5);
+  EXPECT_EQ(serial.times.bytes_per_unet_call, batched.times.bytes_per_unet_call);
+}
+
 }  // namespace
