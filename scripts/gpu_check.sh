@@ -50,10 +50,14 @@ timeout "$(left 70)" $bench "${common[@]}" --frames 24,96,288 --iters 2 --channe
 # bounded; 576, 1152, 2304, ... until a step fails (out of memory) or the budget ends.
 timeout "$(left 150)" $bench "${common[@]}" --frames 576 --until-oom --iters 1 --frame-chunk 48 \
   --json "$out/bench_largest.json" > "$out/bench_largest.md" 2>&1
+# The memory target: ~2,300 frames on one GPU; with the guidance branches as two calls
+# (generate --cfg-serial) when the batched step does not fit.
+timeout "$(left 60)" $bench "${common[@]}" --frames 2304 --iters 1 --frame-chunk 48 --cfg-serial \
+  --json "$out/bench_2304_cfg_serial.json" > "$out/bench_2304_cfg_serial.md" 2>&1
 timeout "$(left 30)" build-gpu/tools/bench_temporal_attention --device cuda --dtype bf16 --reps 5 \
   > "$out/attention.md" 2>&1
 
-for f in flops bench bench_channels_last bench_largest attention; do
+for f in flops bench bench_channels_last bench_largest bench_2304_cfg_serial attention; do
   echo; echo "### $f"; cat "$out/$f.md" 2>/dev/null || echo "(missing: timed out or failed)"
 done
 echo "gpu_check.sh: done in $(( $(date +%s) - start )) s"
