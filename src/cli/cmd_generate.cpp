@@ -177,11 +177,13 @@ int run(Bindings& b, const parallel::LaunchInfo& launch) {
   options.dual_scope = !b.no_dual_scope;
   const bool progress = launch.rank == 0 && !cfg.quiet;
   double step_sum = 0;
+  int64_t steps_run = 0;  // in this process (a resumed run starts past the checkpoint's steps)
   options.on_step = [&](int64_t i, int64_t n, double seconds) {
     fault.after_step(i + 1);
     step_sum += seconds;
+    ++steps_run;
     if (!progress) return;
-    const double per = step_sum / static_cast<double>(i + 1);
+    const double per = step_sum / static_cast<double>(steps_run);
     spdlog::info("step {}/{}  {:.2f} s/step  ETA {:.0f} s", i + 1, n, per, per * static_cast<double>(n - i - 1));
   };
   pipeline::TextToVideoPipeline pipe(cfg, *comm, device, dtype, options);
