@@ -6,7 +6,6 @@
 #include <torch/version.h>
 
 #include <chrono>
-#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
@@ -17,6 +16,7 @@
 #include "cli/commands.h"
 #include "core/check.h"
 #include "core/safetensors.h"
+#include "core/temp_files.h"
 #include "pipeline/text_to_video.h"
 #include "video_infinity/generation_config.h"
 #include "video_infinity/video_writer.h"
@@ -71,25 +71,6 @@ void check_output_writable(const std::string& path, const char* flag) {
   fs::remove(probe);
 }
 
-// A rank 0 killed while writing (SIGKILL runs no handler) leaves "<output>.partial-<pid>";
-// the next run on the same output removes such files of processes that no longer exist.
-void remove_stale_partials(const std::string& output) {
-  const fs::path out(output);
-  const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-  const std::string prefix = out.filename().string() + ".partial-";
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind(prefix, 0) != 0) continue;
-    const std::string digits = name.substr(prefix.size());
-    if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
-    const pid_t pid = static_cast<pid_t>(std::stol(digits));
-    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // its writer may still be running
-    std::error_code rm;
-    if (fs::remove(e.path(), rm)) spdlog::info("removed {}, left by an earlier run that was killed", e.path().string());
-  }
-}
-
 // Where --save-frames will create its directory: the directory itself, or its nearest existing
 // ancestor, must be writable.
 void check_frames_dir_writable(const std::string& dir) {
@@ -132,16 +113,6 @@ struct FaultInjection {
   }
 };
 
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp);
-    out << text;
-    VI_CHECK(out.good(), "{}: cannot write", tmp);
-  }
-  fs::rename(tmp, path);
-}
-
 int run(Bindings& b, const parallel::LaunchInfo& launch) {
   using Clock = std::chrono::steady_clock;
   const auto t_start = Clock::now();
@@ -153,7 +124,7 @@ int run(Bindings& b, const parallel::LaunchInfo& launch) {
   VI_CHECK(!cfg.model_dir.empty(), "--model: no model directory given");
   if (launch.rank == 0) {
     check_output_writable(cfg.output, "--output");
-    remove_stale_partials(cfg.output);
+    core::remove_stale_temporaries(cfg.output);  // of a rank 0 SIGKILLed while writing
     if (!cfg.save_latents.empty()) check_output_writable(cfg.save_latents, "--save-latents");
     if (!cfg.save_frames.empty()) check_frames_dir_writable(cfg.save_frames);
   }
@@ -271,7 +242,7 @@ int run(Bindings& b, const parallel::LaunchInfo& launch) {
         {"checkpoint", {{"seconds", times.checkpoint}, {"resumed_from_step", times.resumed_from}}},
     };
     const std::string sidecar_path = (mp4 ? cfg.output : cfg.save_frames + "/video") + ".json";
-    write_text_atomically(sidecar_path, sidecar.dump(2) + "\n");
+    core::write_file_atomically(sidecar_path, sidecar.dump(2) + "\n");
     if (!cfg.quiet) {
       std::printf("\n| stage | seconds |\n|---|---|\n| load | %.2f |\n| text | %.2f |\n| denoise | %.2f |\n"
                   "| decode | %.2f |\n| encode | %.2f |\n| total | %.2f |\n",

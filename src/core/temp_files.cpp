@@ -3,10 +3,15 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <unistd.h>
+
+#include "core/check.h"
 
 namespace vi::core {
 
@@ -65,6 +70,55 @@ void TempFileGuard::release() {
   std::lock_guard<std::mutex> lock(g_mutex);
   g_slots[slot_].used.store(false);
   slot_ = -1;
+}
+
+namespace {
+constexpr const char* kPartial = ".partial-";
+}  // namespace
+
+std::string temporary_path(const std::string& path) { return path + kPartial + std::to_string(::getpid()); }
+
+void write_file_atomically(const std::string& path, const std::string& bytes) {
+  const std::string tmp = temporary_path(path);
+  TempFileGuard guard(tmp);
+  std::FILE* file = std::fopen(tmp.c_str(), "wb");
+  VI_CHECK(file != nullptr, "cannot create '{}' (for '{}'): {}", tmp, path, std::strerror(errno));
+  size_t written = std::fwrite(bytes.data(), 1, bytes.size(), file);
+  int err = written == bytes.size() ? 0 : (errno != 0 ? errno : EIO);
+  if (std::fclose(file) != 0 && err == 0) err = errno;  // buffered data may fail only here
+  if (err != 0) {
+    std::remove(tmp.c_str());
+    VI_FAIL("cannot write '{}' ({} of {} bytes written): {}", tmp, written, bytes.size(), std::strerror(err));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    VI_FAIL("cannot rename '{}' to '{}': {}", tmp, path, ec.message());
+  }
+}
+
+int remove_stale_temporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  const std::string prefix = target.filename().string() + kPartial;
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto pid = static_cast<pid_t>(std::stol(digits));
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // its writer may still be running
+    std::error_code rm;
+    if (fs::remove(e.path(), rm)) {
+      spdlog::info("removed {}, left by an earlier run that was killed", e.path().string());
+      ++removed;
+    }
+  }
+  return removed;
 }
 
 }  // namespace vi::core

@@ -50,7 +50,7 @@ class Mp4Writer final : public VideoWriter {
  public:
   Mp4Writer(const std::string& path, int width, int height, double fps, const Mp4Options& options)
       : path_(path), width_(width), height_(height), fps_(fps) {
-    temp_.path = detail::temporary_path(path);
+    temp_.path = core::temporary_path(path);
     libav::route_log_to_spdlog();
 
     // Muxer first: whether the encoder must put its headers in extradata depends on it.

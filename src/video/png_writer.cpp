@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "core/check.h"
+#include "core/temp_files.h"
 #include "video/video_internal.h"
 #include "video_infinity/video_writer.h"
 
@@ -124,7 +125,7 @@ class PngWriter final : public VideoWriter {
 #else
       std::string png = detail::encode_png_stored(rgb, width, height);
 #endif
-      detail::write_file_atomically(frame_path(next_index_), png);
+      core::write_file_atomically(frame_path(next_index_), png);
       ++next_index_;
       ++written_;
     }

@@ -1,17 +1,9 @@
-// Frame validation and atomic file helpers shared by the writers; the MP4 entry point when
-// built without ffmpeg.
+// Frame validation shared by the writers; the MP4 entry point when built without ffmpeg.
 #include "video_infinity/video_writer.h"
 
 #include <ATen/ATen.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
 
 #include "core/check.h"
-#include "core/temp_files.h"
 #include "core/safetensors.h"
 #include "video/video_internal.h"
 
@@ -47,31 +39,6 @@ at::Tensor check_frames(const at::Tensor& frames, int expected_height, int expec
              f.size(2), f.size(1), expected_width, expected_height);
   }
   return f.to(at::kCPU).contiguous();
-}
-
-std::string temporary_path(const std::string& path) {
-  return path + ".partial-" + std::to_string(::getpid());
-}
-
-void write_file_atomically(const std::string& path, const std::string& bytes) {
-  const std::string tmp = temporary_path(path);
-  core::TempFileGuard guard(tmp);
-  std::FILE* file = std::fopen(tmp.c_str(), "wb");
-  VI_CHECK(file != nullptr, "cannot create '{}' (for '{}'): {}", tmp, path, std::strerror(errno));
-  size_t written = std::fwrite(bytes.data(), 1, bytes.size(), file);
-  int err = written == bytes.size() ? 0 : (errno != 0 ? errno : EIO);
-  if (std::fclose(file) != 0 && err == 0) err = errno;  // buffered data may fail only here
-  if (err != 0) {
-    std::remove(tmp.c_str());
-    VI_FAIL("cannot write '{}' ({} of {} bytes written): {}", tmp, written, bytes.size(),
-            std::strerror(err));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    VI_FAIL("cannot rename '{}' to '{}': {}", tmp, path, ec.message());
-  }
 }
 
 }  // namespace detail
