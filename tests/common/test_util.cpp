@@ -93,4 +93,26 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+GenerationConfig golden_generation_config(int64_t clips, const std::string& scheduler, int64_t steps) {
+  GenerationConfig c;
+  c.model_dir = tiny_model_dir();
+  c.unet_dir = tiny_unet_dir();
+  c.prompts = {"A beagle wearing diving goggles swimming in the ocean while the camera is moving, coral reefs in "
+               "the background."};
+  c.negative_prompt = "";
+  c.guidance = 12;
+  c.fps = 24;
+  c.height = 64;
+  c.width = 64;
+  c.frames_per_clip = 8;
+  c.clips = clips;
+  c.steps = steps;
+  c.scheduler = scheduler;
+  c.seed = 123;
+  c.dual_scope.attn_padding = 2;
+  c.dual_scope.top_k = 4;
+  c.dual_scope.conv_padding = 4;
+  return c;
+}
+
 }  // namespace vi::test

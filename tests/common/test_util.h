@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/safetensors.h"
+#include "video_infinity/generation_config.h"
 
 namespace vi::test {
 
@@ -27,6 +28,10 @@ double max_abs_error(const at::Tensor& out, const at::Tensor& ref);
 
 // Loads one tensor of a golden file as a CPU float/int tensor (a copy).
 at::Tensor golden(const std::string& file, const std::string& name);
+
+// The settings of the reference's Video-Infinity golden runs on the tiny model (manifest:
+// f_video_infinity): the beagle prompt, CFG 12, 64x64, clips of 8 frames, seed 123, P 2, K 4, Pc 4.
+GenerationConfig golden_generation_config(int64_t clips, const std::string& scheduler, int64_t steps);
 
 // The message of the vi::Error that `f` throws, or "" when it throws none.
 std::string error_of(const std::function<void()>& f);

@@ -54,36 +54,14 @@ TEST_F(CudaParity, UNetMatchesGoldenInEveryDtype) {
   }
 }
 
-GenerationConfig golden_config() {
-  // The reference's vi_ddim_ws2 run (manifest: f_video_infinity), on one rank with 2 clips.
-  GenerationConfig c;
-  c.model_dir = test::tiny_model_dir();
-  c.unet_dir = test::tiny_unet_dir();
-  c.prompts = {"A beagle wearing diving goggles swimming in the ocean while the camera is moving, coral reefs in "
-               "the background."};
-  c.negative_prompt = "";
-  c.guidance = 12;
-  c.fps = 24;
-  c.height = 64;
-  c.width = 64;
-  c.frames_per_clip = 8;
-  c.clips = 2;
-  c.steps = 30;
-  c.scheduler = "ddim";
-  c.seed = 123;
-  c.dual_scope.attn_padding = 2;
-  c.dual_scope.top_k = 4;
-  c.dual_scope.conv_padding = 4;
-  return c;
-}
-
 struct PipelineRun {
   at::Tensor latents;  // [2, 4, 8, 8, 8] fp32 CPU
   at::Tensor frames;   // [2, 8, 64, 64, 3] uint8 CPU
 };
 
 PipelineRun run_pipeline(c10::Device device, c10::ScalarType dtype) {
-  GenerationConfig c = golden_config();
+  // The reference's vi_ddim_ws2 run, on one rank with its 2 clips.
+  GenerationConfig c = test::golden_generation_config(2, "ddim", 30);
   auto comm = parallel::make_local_communicator(device);
   resolve_config(c, 1);
   pipeline::TextToVideoPipeline p(c, *comm, device, dtype);

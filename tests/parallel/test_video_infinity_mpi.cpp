@@ -25,29 +25,6 @@ class VideoInfinityTest : public ::testing::Test {
     comm_ = parallel::make_mpi_communicator();
   }
 
-  // The settings of the reference's golden runs (manifest: f_video_infinity).
-  static GenerationConfig golden_config(int64_t clips, const std::string& scheduler, int64_t steps) {
-    GenerationConfig c;
-    c.model_dir = test::tiny_model_dir();
-    c.unet_dir = test::tiny_unet_dir();
-    c.prompts = {"A beagle wearing diving goggles swimming in the ocean while the camera is moving, coral reefs in "
-                 "the background."};
-    c.negative_prompt = "";
-    c.guidance = 12;
-    c.fps = 24;
-    c.height = 64;
-    c.width = 64;
-    c.frames_per_clip = 8;
-    c.clips = clips;
-    c.steps = steps;
-    c.scheduler = scheduler;
-    c.seed = 123;
-    c.dual_scope.attn_padding = 2;
-    c.dual_scope.top_k = 4;
-    c.dual_scope.conv_padding = 4;
-    return c;
-  }
-
   struct Run {
     at::Tensor final_latents;               // [Cl, 4, F, h, w]
     std::vector<at::Tensor> per_step;       // each [Cl, 4, F, h, w]
@@ -101,19 +78,19 @@ TEST_F(VideoInfinityTest, PlainDiffusersOneClip) {
   if (comm_->world_size() != 1) GTEST_SKIP() << "one clip runs on one rank";
   pipeline::PipelineOptions o;
   o.dual_scope = false;
-  Run r = run(golden_config(1, "ddim", 30), *comm_, o);
+  Run r = run(test::golden_generation_config(1, "ddim", 30), *comm_, o);
   expect_golden(r, test::golden_dir() + "/plain_ddim_ws1");
 }
 
 TEST_F(VideoInfinityTest, DualScopeOneClip) {
   if (comm_->world_size() != 1) GTEST_SKIP() << "one clip runs on one rank";
-  Run r = run(golden_config(1, "ddim", 30), *comm_);
+  Run r = run(test::golden_generation_config(1, "ddim", 30), *comm_);
   expect_golden(r, test::golden_dir() + "/vi_ddim_ws1");
 }
 
 TEST_F(VideoInfinityTest, DualScopeTwoClipsDdimWithFrames) {
   if (2 % comm_->world_size() != 0) GTEST_SKIP() << "2 clips need 1 or 2 ranks";
-  Run r = run(golden_config(2, "ddim", 30), *comm_, {}, /*decode=*/true);
+  Run r = run(test::golden_generation_config(2, "ddim", 30), *comm_, {}, /*decode=*/true);
   expect_golden(r, test::golden_dir() + "/vi_ddim_ws2");
   at::Tensor all = test::golden(test::golden_dir() + "/vi_ddim_ws2/rank0.safetensors", "frames_uint8_all");
   for (int64_t j = 0; j < r.layout.local_clips; ++j) {
@@ -140,14 +117,14 @@ TEST_F(VideoInfinityTest, ReferenceStochasticSamplerReplayed) {
   for (int r = 0; r < 2; ++r) noise.push_back(test::golden(dir + "/rank" + std::to_string(r) + ".safetensors", "sde_noise_per_step"));
   pipeline::PipelineOptions o;
   o.noise_source = [&](int64_t step, int64_t clip) { return noise[static_cast<size_t>(clip)][step]; };
-  Run r = run(golden_config(2, "dpmpp-2m-sde", 10), *comm_, o);
+  Run r = run(test::golden_generation_config(2, "dpmpp-2m-sde", 10), *comm_, o);
   expect_golden(r, dir);
 }
 
 TEST_F(VideoInfinityTest, SameVideoOnAnyNumberOfRanks) {
   // 4 clips on 1, 2 or 4 ranks (12 on 3): each rank's clips equal a single-process run's.
   const int64_t clips = comm_->world_size() == 3 ? 3 : 4;
-  GenerationConfig c = golden_config(clips, "ddim", 4);
+  GenerationConfig c = test::golden_generation_config(clips, "ddim", 4);
   auto local = parallel::make_local_communicator();
   Run whole = run(c, *local);
   Run mine = run(c, *comm_);
@@ -160,7 +137,7 @@ TEST_F(VideoInfinityTest, SameVideoOnAnyNumberOfRanks) {
 TEST_F(VideoInfinityTest, SerialGuidanceBranchesMatchTheBatch) {
   // --cfg-serial: the unconditional and conditional halves as two UNet calls of the local clips.
   const int64_t clips = comm_->world_size() == 3 ? 3 : 4;
-  GenerationConfig c = golden_config(clips, "ddim", 4);
+  GenerationConfig c = test::golden_generation_config(clips, "ddim", 4);
   Run batched = run(c, *comm_);
   c.cfg_serial = true;
   Run serial = run(c, *comm_);
