@@ -126,9 +126,10 @@ ClipCheckpoint CheckpointDir::read(int64_t steps_done, int64_t clip, CheckpointS
   s.step_index = meta_int(meta, "step_index", path);
   s.lower_order_nums = meta_int(meta, "lower_order_nums", path);
   s.num_inference_steps = meta_int(meta, "num_inference_steps", path);
-  VI_CHECK(s.steps_done == steps_done && meta_int(meta, "clip", path) == clip,
-           "checkpoint {}: holds clip {} after {} steps, its name says clip {} after {}", path,
-           meta_int(meta, "clip", path), s.steps_done, clip, steps_done);
+  const int64_t saved_clip = meta_int(meta, "clip", path);
+  VI_CHECK(s.steps_done == steps_done && saved_clip == clip,
+           "checkpoint {}: holds clip {} after {} steps, its name says clip {} after {}", path, saved_clip,
+           s.steps_done, clip, steps_done);
   if (step != nullptr) *step = s;
 
   ClipCheckpoint out;
