@@ -15,18 +15,29 @@ cmake -S tests/fuzz -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BU
 targets=("$target")
 [ "$target" = all ] && targets=($(cd tests/fuzz && ls fuzz_*.cpp | sed 's/^fuzz_//; s/\.cpp$//'))
 status=0
+summary="$build/summary.txt"  # one line per target (and each crash's reproducer), for test.sh's summary
+: >"$summary"
 for t in "${targets[@]}"; do
   cmake --build "$build" --target "fuzz_$t" >/dev/null
   mkdir -p "$build/corpus/$t" "$build/crashes/$t"
   log="$build/fuzz_$t.log"
+  touch "$build/crashes/$t.started"
   # New inputs go to the build's corpus; the seeds in tests/fuzz/corpus stay untouched.
   if "$build/fuzz_$t" -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$build/crashes/$t/" \
       -rss_limit_mb=2048 "$build/corpus/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1; then
     runs=$(grep -m1 'stat::number_of_executed_units' "$log" | awk '{print $2}')
-    echo "fuzz $t: ${runs:-?} executions in ${seconds} s, no crash"
+    echo "fuzz $t: ${runs:-?} executions in ${seconds} s, no crash" | tee -a "$summary"
   else
-    echo "fuzz $t: CRASH (see $log and $build/crashes/$t/)"
     tail -30 "$log"
+    echo "fuzz $t: CRASH (see $log and $build/crashes/$t/)" | tee -a "$summary"
+    grep -m1 -E '^SUMMARY|ERROR: libFuzzer' "$log" | tee -a "$summary"
+    # The reproducer, so that a crash on a CI machine can be replayed here:
+    #   echo '<base64>' | base64 -d > crash && build-fuzz/fuzz_TARGET crash
+    for f in $(find "$build/crashes/$t" -type f -newer "$build/crashes/$t.started"); do
+      { echo "reproducer $(basename "$f") ($(stat -c %s "$f") bytes), base64:"
+        head -c 65536 "$f" | base64 -w 0
+        echo; } | tee -a "$summary"
+    done
     status=1
   fi
 done

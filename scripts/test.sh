@@ -25,6 +25,8 @@ scripts/install_deps.sh || exit 1
 
 results=()
 failed=0
+started=$(mktemp)  # logs older than this run are not reported in the summary
+trap 'rm -f "$started"' EXIT
 stage() {  # stage NAME COMMAND...: runs, times and records one stage
   local name=$1; shift
   local start=$(date +%s)
@@ -58,4 +60,13 @@ fi
 
 echo "=== test.sh summary"
 printf '  %s\n' "${results[@]}"
+# What failed, repeated here so that the end of a CI log says it.
+for dir in "${VI_BUILD_DIR:-build}" "${VI_SANITIZE_BUILD_DIR:-build-sanitize}"; do
+  failed_tests="$dir/Testing/Temporary/LastTestsFailed.log"
+  if [ -s "$failed_tests" ] && [ "$failed_tests" -nt "$started" ]; then
+    echo "  failed tests in $dir:"; sed 's/^/    /' "$failed_tests"
+  fi
+done
+fuzz_summary="${VI_FUZZ_BUILD_DIR:-build-fuzz}/summary.txt"
+if [ "$mode" = all ] && [ -f "$fuzz_summary" ]; then sed 's/^/  /' "$fuzz_summary"; fi
 exit $failed

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <regex>
+#include <optional>
 
 #include "core/check.h"
 #include "core/json_config.h"
@@ -20,6 +20,40 @@ namespace {
 template <typename T>
 void read(const core::JsonConfig& c, const char* key, T& target) {
   if (auto v = c.get_optional<T>(key)) target = *v;
+}
+
+// One "FIRST-LAST: prompt" line (LAST may be empty) split into its parts, or nothing when the
+// line is a plain prompt. Hand-written rather than std::regex: libstdc++'s regex matcher
+// recurses once per character and overflowed the stack on long prompt lines.
+struct RangedLine {
+  std::string first, last, text;
+};
+
+std::optional<RangedLine> split_ranged_line(const std::string& line) {
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r' || c == '\n'; };
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  size_t i = 0;
+  const size_t n = line.size();
+  auto skip = [&](auto pred) {
+    const size_t from = i;
+    while (i < n && pred(line[i])) ++i;
+    return line.substr(from, i - from);
+  };
+  RangedLine r;
+  skip(space);
+  r.first = skip(digit);
+  if (r.first.empty()) return std::nullopt;
+  skip(space);
+  if (i == n || line[i] != '-') return std::nullopt;
+  ++i;
+  skip(space);
+  r.last = skip(digit);
+  skip(space);
+  if (i == n || line[i] != ':') return std::nullopt;
+  ++i;
+  skip(space);
+  r.text = line.substr(i);
+  return r;
 }
 
 void read_phase(const core::JsonConfig& c, const char* key, parallel::Phase& phase) {
@@ -158,7 +192,6 @@ void read_prompts_file(GenerationConfig& cfg, const std::string& path) {
 }
 
 void read_prompts(GenerationConfig& cfg, std::istream& in, const std::string& path) {
-  static const std::regex ranged(R"(^\s*(\d+)\s*-\s*(\d*)\s*:\s*(.*)$)");
   std::vector<std::string> plain;
   std::vector<FramePrompt> ranges;
   std::string line;
@@ -168,16 +201,15 @@ void read_prompts(GenerationConfig& cfg, std::istream& in, const std::string& pa
     if (!line.empty() && line.back() == '\r') line.pop_back();
     const auto first = line.find_first_not_of(" \t");
     if (first == std::string::npos || line[first] == '#') continue;
-    std::smatch m;
-    if (std::regex_match(line, m, ranged)) {
+    if (auto ranged = split_ranged_line(line)) {
       FramePrompt fp;
       auto frame = [&](const std::string& digits) {
         VI_CHECK(digits.size() <= 12, "{}:{}: frame number '{}' is out of range", path, line_no, digits);
         return std::stoll(digits);
       };
-      fp.first_frame = frame(m[1].str());
-      fp.last_frame = m[2].str().empty() ? -1 : frame(m[2].str());
-      fp.text = m[3].str();
+      fp.first_frame = frame(ranged->first);
+      fp.last_frame = ranged->last.empty() ? -1 : frame(ranged->last);
+      fp.text = std::move(ranged->text);
       VI_CHECK(fp.last_frame < 0 || fp.last_frame >= fp.first_frame, "{}:{}: frame range {}-{} is reversed", path,
                line_no, fp.first_frame, fp.last_frame);
       ranges.push_back(std::move(fp));

@@ -133,4 +133,39 @@ TEST(GenerationConfig, PromptsFileWithFrameRanges) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(GenerationConfig, PromptsFileLineForms) {
+  std::string dir = vi::test::make_temp_dir("prompt-forms");
+  // Spaces and tabs around the numbers, the dash and the colon; an open end.
+  vi::test::write_file(dir + "/spaced.txt", " 0 -\t7 :  a cat\n8 - : a dog : running\n");
+  GenerationConfig c;
+  vi::read_prompts_file(c, dir + "/spaced.txt");
+  ASSERT_EQ(c.frame_prompts.size(), 2u);
+  EXPECT_EQ(c.frame_prompts[0].first_frame, 0);
+  EXPECT_EQ(c.frame_prompts[0].last_frame, 7);
+  EXPECT_EQ(c.frame_prompts[0].text, "a cat");
+  EXPECT_EQ(c.frame_prompts[1].first_frame, 8);
+  EXPECT_EQ(c.frame_prompts[1].last_frame, -1);
+  EXPECT_EQ(c.frame_prompts[1].text, "a dog : running");
+  // Lines that only look like ranges are plain prompts.
+  vi::test::write_file(dir + "/plain.txt", "10 cats: sleeping\n-5: x\n3-4 a\n");
+  GenerationConfig p;
+  vi::read_prompts_file(p, dir + "/plain.txt");
+  EXPECT_TRUE(p.frame_prompts.empty());
+  EXPECT_EQ(p.prompts, (std::vector<std::string>{"10 cats: sleeping", "-5: x", "3-4 a"}));
+  // A megabyte-long line in either form (the regex this replaced overflowed the stack on these).
+  const std::string long_text(1 << 20, 'a');
+  vi::test::write_file(dir + "/long.txt", "0-: " + long_text + "\n");
+  GenerationConfig l;
+  vi::read_prompts_file(l, dir + "/long.txt");
+  ASSERT_EQ(l.frame_prompts.size(), 1u);
+  EXPECT_EQ(l.frame_prompts[0].text, long_text);
+  vi::test::write_file(dir + "/long-plain.txt", long_text + "\n");
+  vi::read_prompts_file(l, dir + "/long-plain.txt");
+  EXPECT_EQ(l.prompts, std::vector<std::string>{long_text});
+  // Frame numbers past 12 digits are refused naming the line.
+  vi::test::write_file(dir + "/huge.txt", "0-1: a\n1234567890123-: b\n");
+  EXPECT_NE(error_of([&] { vi::read_prompts_file(p, dir + "/huge.txt"); }).find("huge.txt:2"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
