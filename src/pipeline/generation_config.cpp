@@ -238,7 +238,14 @@ void resolve_config(GenerationConfig& cfg, int world_size) {
   VI_CHECK(cfg.clips >= 0, "--clips must be positive, got {}", cfg.clips);
   VI_CHECK(cfg.frames >= 0, "--frames must be positive, got {}", cfg.frames);
   VI_CHECK(cfg.frames_per_clip >= 0, "--frames-per-clip must be positive, got {}", cfg.frames_per_clip);
+  // Bounds far past any real job (the paper's longest video is 2,300 frames in 8 clips) that keep
+  // frames = clips x frames per clip and the per-clip bookkeeping from overflowing.
+  constexpr int64_t kMaxClips = 1 << 16, kMaxFramesPerClip = 1 << 16, kMaxSide = 1 << 14;
+  VI_CHECK(cfg.clips <= kMaxClips, "--clips must be at most {}, got {}", kMaxClips, cfg.clips);
+  VI_CHECK(cfg.frames_per_clip <= kMaxFramesPerClip, "--frames-per-clip must be at most {}, got {}",
+           kMaxFramesPerClip, cfg.frames_per_clip);
   if (cfg.clips == 0) cfg.clips = world_size;
+  VI_CHECK(cfg.clips <= kMaxClips, "{} ranks: more than the {} clips a job may have", world_size, kMaxClips);
   VI_CHECK(cfg.clips % world_size == 0, "--clips {} is not a multiple of the number of ranks ({})", cfg.clips,
            world_size);
   if (cfg.frames > 0) {
@@ -248,6 +255,8 @@ void resolve_config(GenerationConfig& cfg, int world_size) {
     VI_CHECK(cfg.frames_per_clip == 0 || cfg.frames_per_clip == per_clip,
              "--frames {} / --clips {} = {} frames per clip, but --frames-per-clip is {}", cfg.frames, cfg.clips,
              per_clip, cfg.frames_per_clip);
+    VI_CHECK(per_clip <= kMaxFramesPerClip, "--frames {} / --clips {} = {} frames per clip, more than the {} allowed",
+             cfg.frames, cfg.clips, per_clip, kMaxFramesPerClip);
     cfg.frames_per_clip = per_clip;
   }
   if (cfg.frames_per_clip == 0) cfg.frames_per_clip = 24;  // the reference's num_frames
@@ -271,8 +280,10 @@ void resolve_config(GenerationConfig& cfg, int world_size) {
   VI_CHECK(cfg.frames_per_clip >= s.conv_padding,
            "--frames-per-clip {} is smaller than the temporal-conv halo --conv-padding {}", cfg.frames_per_clip,
            s.conv_padding);
-  VI_CHECK(cfg.height > 0 && cfg.height % 8 == 0, "--height must be a positive multiple of 8, got {}", cfg.height);
-  VI_CHECK(cfg.width > 0 && cfg.width % 8 == 0, "--width must be a positive multiple of 8, got {}", cfg.width);
+  VI_CHECK(cfg.height > 0 && cfg.height % 8 == 0 && cfg.height <= kMaxSide,
+           "--height must be a positive multiple of 8 up to {}, got {}", kMaxSide, cfg.height);
+  VI_CHECK(cfg.width > 0 && cfg.width % 8 == 0 && cfg.width <= kMaxSide,
+           "--width must be a positive multiple of 8 up to {}, got {}", kMaxSide, cfg.width);
   VI_CHECK(cfg.steps >= 1, "--steps must be at least 1, got {}", cfg.steps);
   VI_CHECK(cfg.steps <= 1000, "--steps must be at most 1000 (the training schedule), got {}", cfg.steps);
   VI_CHECK(cfg.guidance >= 0 && std::isfinite(cfg.guidance), "--guidance must be >= 0, got {}", cfg.guidance);

@@ -91,6 +91,13 @@ TEST(GenerationConfig, ImpossibleSettingsNameTheFlag) {
       {[](auto& c) { c.checkpoint_every = 3; }, 1, "--checkpoint-every 3 needs --checkpoint-dir"},
       {[](auto& c) { c.resume = true; }, 1, "--resume needs --checkpoint-dir"},
       {[](auto& c) { c.comm_timeout = -1; }, 1, "--comm-timeout must be >= 0"},
+      // Sizes that would overflow frames = clips x frames per clip or allocate without bound
+      // (the json_config fuzz target's out-of-memory: 2e8 clips).
+      {[](auto& c) { c.clips = 200000000; }, 1, "--clips must be at most 65536, got 200000000"},
+      {[](auto& c) { c.clips = 1 << 30; c.frames_per_clip = int64_t{1} << 40; }, 1, "--clips must be at most"},
+      {[](auto& c) { c.frames_per_clip = int64_t{1} << 40; }, 1, "--frames-per-clip must be at most 65536"},
+      {[](auto& c) { c.frames = int64_t{1} << 40; c.clips = 8; }, 1, "more than the 65536 allowed"},
+      {[](auto& c) { c.height = 1 << 20; }, 1, "--height must be a positive multiple of 8 up to 16384"},
   };
   for (const auto& k : cases) {
     GenerationConfig c = base;
