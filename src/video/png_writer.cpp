@@ -7,6 +7,8 @@
 
 #include <array>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "core/check.h"
 #include "core/temp_files.h"
@@ -113,6 +115,19 @@ namespace {
 class PngWriter final : public VideoWriter {
  public:
   PngWriter(std::string dir, int start_index) : dir_(std::move(dir)), next_index_(start_index) {}
+  PngWriter(const PngWriter&) = delete;
+  PngWriter& operator=(const PngWriter&) = delete;
+
+  // Destroyed before finish() (an exception, a rank failure seen by the watchdog): the frames of
+  // this run are removed, so a failed job leaves no partial frame sequence. Other files in the
+  // directory stay.
+  ~PngWriter() override {
+    if (finished_) return;
+    for (const auto& path : written_paths_) {
+      std::error_code ec;
+      std::filesystem::remove(path, ec);
+    }
+  }
 
   void write(const at::Tensor& frames) override {
     VI_CHECK(!finished_, "PNG writer for '{}': write() after finish()", dir_);
@@ -125,7 +140,9 @@ class PngWriter final : public VideoWriter {
 #else
       std::string png = detail::encode_png_stored(rgb, width, height);
 #endif
-      core::write_file_atomically(frame_path(next_index_), png);
+      const std::string path = frame_path(next_index_);
+      written_paths_.push_back(path);  // before the write: a failed write leaves nothing either
+      core::write_file_atomically(path, png);
       ++next_index_;
       ++written_;
     }
@@ -154,6 +171,7 @@ class PngWriter final : public VideoWriter {
   std::string dir_;
   int64_t next_index_;
   int64_t written_ = 0;
+  std::vector<std::string> written_paths_;
   bool finished_ = false;
 };
 

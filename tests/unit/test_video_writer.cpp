@@ -328,6 +328,28 @@ TEST(PngWriter, BuiltInEncoderDecodesBitExactly) {
   }
 }
 
+TEST(PngWriter, UnfinishedWriterRemovesItsFramesOnly) {
+  TempDir dir;
+  const std::string out = dir.path + "/frames";
+  std::filesystem::create_directories(out);
+  vi::test::write_file(out + "/notes.txt", "kept");
+  vi::test::write_file(out + "/frame_000009.png", "an earlier run's frame");
+  at::Tensor frames = noise_frames(3, 8, 8, 2);
+  {
+    auto writer = vi::video::open_png_writer(out);
+    writer->write(frames);
+    EXPECT_EQ(list_dir(out).size(), 5u);
+  }  // destroyed without finish(), as on an exception while decoding
+  EXPECT_EQ(list_dir(out), (std::vector<std::string>{"frame_000009.png", "notes.txt"}));
+  {
+    auto writer = vi::video::open_png_writer(out);
+    writer->write(frames);
+    writer->finish();
+  }
+  EXPECT_EQ(list_dir(out), (std::vector<std::string>{"frame_000000.png", "frame_000001.png", "frame_000002.png",
+                                                     "frame_000009.png", "notes.txt"}));
+}
+
 TEST(PngWriter, UncreatableDirectoryIsNamed) {
   TempDir dir;
   vi::test::write_file(dir.path + "/file", "x");
