@@ -231,13 +231,17 @@ class NcclCommunicator final : public Communicator {
   void check_usable(const char* op) {
     VI_CHECK(comm_ != nullptr, "NCCL {} on rank {} ({}): the communicator was aborted by an earlier timeout or error",
              op, rank_, host_name());
+    const ncclResult_t async = take_async_error();
+    VI_CHECK(async == ncclSuccess, "NCCL {} on rank {} ({}): asynchronous NCCL error from an earlier call: {}", op,
+             rank_, host_name(), ncclGetErrorString(async));
+  }
+
+  // NCCL's asynchronous error state (a peer failed); on an error the communicator is aborted.
+  ncclResult_t take_async_error() {
     ncclResult_t async = ncclSuccess;
     VI_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
-    if (async != ncclSuccess) {
-      abort_comm();
-      VI_FAIL("NCCL {} on rank {} ({}): asynchronous NCCL error from an earlier call: {}", op, rank_, host_name(),
-              ncclGetErrorString(async));
-    }
+    if (async != ncclSuccess) abort_comm();
+    return async;
   }
 
   // Runs `enqueue` (NCCL calls on comm_stream_) after the work queued so far on the compute
@@ -263,13 +267,9 @@ class NcclCommunicator final : public Communicator {
       if (state == cudaSuccess) return;
       VI_CHECK(state == cudaErrorNotReady, "CUDA error on rank {} ({}) waiting for NCCL {}: {}", rank_, host_name(),
                op, cudaGetErrorString(state));
-      ncclResult_t async = ncclSuccess;
-      VI_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
-      if (async != ncclSuccess) {
-        abort_comm();
-        VI_FAIL("NCCL {} on rank {} ({}) failed: {} (another rank failed or left)", op, rank_, host_name(),
-                ncclGetErrorString(async));
-      }
+      const ncclResult_t async = take_async_error();
+      VI_CHECK(async == ncclSuccess, "NCCL {} on rank {} ({}) failed: {} (another rank failed or left)", op, rank_,
+               host_name(), ncclGetErrorString(async));
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (limit > 0 && waited > limit) {
         abort_comm();

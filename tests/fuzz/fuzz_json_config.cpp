@@ -25,7 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     vi::apply_config_json(config, json, "fuzz.json");
     // Files named in the input are not opened: a fuzzer that found "/dev/stdin" would hang.
     // The prompts-file format has its own target.
-    if (!config.prompts_file.empty()) config.prompts_file.clear();
+    config.prompts_file.clear();
     vi::resolve_config(config, 1 + static_cast<int>(size % 4));
     (void)vi::clip_prompts(config);
     (void)vi::config_to_json(config).dump();
