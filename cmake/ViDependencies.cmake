@@ -2,8 +2,56 @@
 # Optional components follow the AUTO/ON/OFF convention: AUTO uses them when found,
 # ON fails the configure step when they are missing, OFF never looks.
 
-find_package(Torch REQUIRED)
+# --- LibTorch 2.x ------------------------------------------------------------
+# Unless the caller points CMake at one (Torch_DIR, or CMAKE_PREFIX_PATH), LibTorch is the one
+# inside a Python environment's torch (torch.utils.cmake_prefix_path): VI_PYTHON if given, else
+# the project's venv (scripts/install_deps.sh: $VI_VENV or .venv/), else python3 on PATH (the lent
+# GPU machine's venv). The pip wheels are CUDA builds: libtorch_cuda, cuDNN, NCCL come with them.
+set(VI_PYTHON "" CACHE FILEPATH "Python whose torch package provides LibTorch (default: the project venv, else python3)")
+if(NOT Torch_DIR)
+  set(_vi_python ${VI_PYTHON})
+  if(NOT _vi_python)
+    set(_vi_venv ${PROJECT_SOURCE_DIR}/.venv)
+    if(DEFINED ENV{VI_VENV})
+      get_filename_component(_vi_venv "$ENV{VI_VENV}" ABSOLUTE BASE_DIR ${PROJECT_SOURCE_DIR})
+    endif()
+    if(EXISTS ${_vi_venv}/bin/python3)
+      set(_vi_python ${_vi_venv}/bin/python3)
+    else()
+      find_program(_vi_python NAMES python3)
+    endif()
+  endif()
+  if(_vi_python)
+    execute_process(COMMAND ${_vi_python} -c "import torch; print(torch.utils.cmake_prefix_path)"
+      OUTPUT_VARIABLE _vi_torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE _vi_rc)
+    if(_vi_rc EQUAL 0 AND _vi_torch_prefix)
+      list(PREPEND CMAKE_PREFIX_PATH ${_vi_torch_prefix})
+      message(STATUS "video-infinity: LibTorch from ${_vi_python}'s torch: ${_vi_torch_prefix}")
+    endif()
+  endif()
+endif()
+# LibTorch's CUDA config looks for nvcc; the toolkit's usual home when it is not on PATH.
+if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS /usr/local/cuda/bin/nvcc)
+  find_program(_vi_nvcc nvcc)
+  if(NOT _vi_nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+endif()
+find_package(Torch 2.0 REQUIRED)
 find_package(Threads REQUIRED)
+# The project links LibTorch through vi_torch. PyTorch's wheels export the std::filesystem
+# functions of the libstdc++ they link statically (pytorch/pytorch#133437): when libtorch.so
+# comes before libstdc++ on a link line, our calls bind to those copies and crash
+# (std::filesystem::remove_all jumps to address 0). libstdc++ therefore goes first, both for
+# the link-time binding and for the run-time search order (DT_NEEDED follows the link line).
+add_library(vi_torch INTERFACE)
+target_link_libraries(vi_torch INTERFACE stdc++ ${TORCH_LIBRARIES})
+# Whether LibTorch was built with CUDA (the pip wheels are): CUDA streams, events, memory stats
+# and the CUDA tests compile only then. Independent of NCCL.
+set(VI_TORCH_HAS_CUDA OFF)
+if(TARGET torch_cuda)
+  set(VI_TORCH_HAS_CUDA ON)
+endif()
 
 # Header-only mode for machines without Debian's packages (the lent GPU machine has no apt):
 # spdlog, fmt, nlohmann-json, CLI11 and GoogleTest come from .deb files unpacked into
@@ -27,6 +75,21 @@ if(VI_HEADER_ONLY_DEPS)
 else()
   find_package(nlohmann_json 3 REQUIRED)
   find_package(spdlog REQUIRED)
+endif()
+
+# LibTorch 2.x ships its own fmt (12.x) in torch/include. That directory is searched before
+# /usr/include (a compiler default CMake never lists), but spdlog 1.10 only works with the fmt
+# it was built with (9.x: fmt::basic_runtime is gone from 11). The LibTorch headers we include
+# never include fmt, so spdlog's fmt goes first: VI_FMT_FIRST_INCLUDE is a directory with just
+# that fmt in it, which src/CMakeLists.txt puts BEFORE every other include directory.
+if(VI_HEADER_ONLY_DEPS)
+  set(VI_FMT_FIRST_INCLUDE ${VI_FMT_INCLUDE})
+else()
+  get_target_property(_vi_fmt_hints fmt::fmt INTERFACE_INCLUDE_DIRECTORIES)
+  find_path(VI_FMT_INCLUDE fmt/format.h HINTS ${_vi_fmt_hints} NO_DEFAULT_PATH REQUIRED)
+  set(VI_FMT_FIRST_INCLUDE ${PROJECT_BINARY_DIR}/vi-fmt-include)
+  file(MAKE_DIRECTORY ${VI_FMT_FIRST_INCLUDE})
+  file(CREATE_LINK ${VI_FMT_INCLUDE}/fmt ${VI_FMT_FIRST_INCLUDE}/fmt SYMBOLIC)
 endif()
 find_package(CLI11 CONFIG QUIET)
 if(NOT CLI11_FOUND)
@@ -62,27 +125,27 @@ if(VI_HAVE_MPI)
 endif()
 
 # --- NCCL (+ CUDA runtime) ------------------------------------------------
+# Header and library from ONE installation, the one LibTorch itself loads when it came from pip
+# (torch/../nvidia/nccl, which has libnccl.so.2 and no libnccl.so symlink): two NCCLs in one
+# process would share a soname. Else NCCL_ROOT, else the CUDA toolkit.
 set(_vi_nccl_found OFF)
 if(NOT VI_WITH_NCCL STREQUAL "OFF")
   find_package(CUDAToolkit QUIET)
-  # NCCL from the CUDA toolkit, from NCCL_ROOT, or from a pip "nvidia-nccl" wheel.
-  set(_nccl_hints $ENV{NCCL_ROOT} ${NCCL_ROOT} ${CUDAToolkit_LIBRARY_ROOT} /usr/local/cuda)
-  find_package(Python3 COMPONENTS Interpreter QUIET)
-  if(Python3_Interpreter_FOUND)
-    execute_process(
-      COMMAND ${Python3_EXECUTABLE} -c "import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__ if nvidia.nccl.__file__ else list(nvidia.nccl.__path__)[0]))"
-      OUTPUT_VARIABLE _pip_nccl OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
-    if(_pip_nccl)
-      list(APPEND _nccl_hints ${_pip_nccl})
-    endif()
+  get_filename_component(_vi_pip_nccl "${TORCH_INSTALL_PREFIX}/../nvidia/nccl" ABSOLUTE)
+  if(NCCL_ROOT OR DEFINED ENV{NCCL_ROOT})
+    set(_vi_nccl_root ${NCCL_ROOT} $ENV{NCCL_ROOT})
+  elseif(EXISTS ${_vi_pip_nccl}/include/nccl.h)
+    set(_vi_nccl_root ${_vi_pip_nccl})
+  else()
+    set(_vi_nccl_root ${CUDAToolkit_LIBRARY_ROOT} ${CUDAToolkit_TARGET_DIR} /usr/local/cuda /usr)
   endif()
-  find_path(VI_NCCL_INCLUDE nccl.h HINTS ${_nccl_hints} PATH_SUFFIXES include)
-  find_library(VI_NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${_nccl_hints} PATH_SUFFIXES lib lib64 lib/x86_64-linux-gnu)
-  if(CUDAToolkit_FOUND AND VI_NCCL_INCLUDE AND VI_NCCL_LIBRARY AND _vi_mpi_found)
+  find_path(VI_NCCL_INCLUDE nccl.h HINTS ${_vi_nccl_root} PATH_SUFFIXES include NO_DEFAULT_PATH)
+  find_library(VI_NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${_vi_nccl_root}
+    PATH_SUFFIXES lib lib64 lib/x86_64-linux-gnu NO_DEFAULT_PATH)
+  # Without MPI a single-process NCCL world still works (world size from the environment).
+  if(CUDAToolkit_FOUND AND VI_NCCL_INCLUDE AND VI_NCCL_LIBRARY)
     set(_vi_nccl_found ON)
-  elseif(CUDAToolkit_FOUND AND VI_NCCL_INCLUDE AND VI_NCCL_LIBRARY)
-    # Without MPI a single-process NCCL world still works (world size from the environment).
-    set(_vi_nccl_found ON)
+    message(STATUS "video-infinity: NCCL ${VI_NCCL_LIBRARY} (headers ${VI_NCCL_INCLUDE})")
   endif()
 endif()
 vi_resolve_option(VI_WITH_NCCL _vi_nccl_found NCCL)
@@ -90,13 +153,6 @@ if(VI_HAVE_NCCL)
   add_library(vi_nccl INTERFACE IMPORTED)
   target_include_directories(vi_nccl INTERFACE ${VI_NCCL_INCLUDE})
   target_link_libraries(vi_nccl INTERFACE ${VI_NCCL_LIBRARY} CUDA::cudart)
-endif()
-
-# Whether LibTorch itself was built with CUDA (pip torch+cuXXX): then NCCL work is
-# ordered on torch's current stream.
-set(VI_TORCH_HAS_CUDA OFF)
-if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
-  set(VI_TORCH_HAS_CUDA ON)
 endif()
 
 # --- ffmpeg ---------------------------------------------------------------
