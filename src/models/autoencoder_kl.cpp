@@ -12,7 +12,7 @@
 #include "core/json_config.h"
 #include "core/safetensors.h"
 #include "core/state_dict.h"
-#include "core/torch_compat.h"
+#include "models/sdpa.h"
 
 namespace vi::models {
 
@@ -119,15 +119,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x) {
   const int64_t n = x.size(0), c = x.size(1), height = x.size(2), width = x.size(3);
   at::Tensor h = group_norm(x).view({n, c, height * width}).transpose(1, 2);  // [N, HW, C]
   at::Tensor q = to_q(h), k = to_k(h), v = to_v(h);                          // [N, HW, C]
-  at::Tensor o;
-#if VI_HAS_SDPA
-  o = at::scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1);  // [N, HW, C]
-#else
-  const double scale = 1.0 / std::sqrt(static_cast<double>(c));
-  at::Tensor scores = at::matmul(q, k.transpose(1, 2)) * scale;             // [N, HW, HW]
-  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(x.scalar_type());  // [N, HW, HW]
-  o = at::matmul(probs, v);                                                 // [N, HW, C]
-#endif
+  at::Tensor o = dot_product_attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(c)));  // [N, HW, C], one head
   o = to_out[0]->as<torch::nn::LinearImpl>()->forward(o);  // [N, HW, C]
   o = o.transpose(1, 2).reshape({n, c, height, width});    // [N, C, H, W]
   return o + x;                                            // residual, rescale 1

@@ -74,12 +74,4 @@ class PlainTemporalContext final : public TemporalContext {
   int64_t batch_ = 0;
 };
 
-// softmax(q k^T * scale) v for q [N, Sq, d], k/v [N, Sk, d] -> [N, Sq, d], in slices of the
-// leading dim so that the score matrix stays under about `max_score_elements` elements (64 MB
-// in fp32; spatial self-attention at 64x40 latents would otherwise need GBs). Half-precision
-// inputs get their softmax in float32. On CUDA with LibTorch >= 2 the fused kernel is used.
-// Every attention of the UNet goes through this.
-at::Tensor dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
-                                 int64_t max_score_elements = int64_t{1} << 24);
-
 }  // namespace vi::models

@@ -8,7 +8,6 @@
 #include "core/check.h"
 #include "core/safetensors.h"
 #include "core/state_dict.h"
-#include "core/torch_compat.h"
 
 namespace vi::models {
 
@@ -27,15 +26,9 @@ void require_null(const core::JsonConfig& json, const std::string& key, const st
   VI_CHECK(!value, "{}: key '{}' = {} is not supported ({})", json.origin(), key, value->dump(), why);
 }
 
-// LibTorch 1.13's CPU kernels have no float16 matmul / conv: refuse early with a clear message.
-void check_dtype_supported(c10::ScalarType dtype, c10::Device device) {
+void check_dtype_supported(c10::ScalarType dtype) {
   VI_CHECK(dtype == c10::kFloat || dtype == c10::kHalf || dtype == c10::kBFloat16,
            "UNet: dtype {} is not supported (float32, float16, bfloat16)", c10::toString(dtype));
-#if TORCH_VERSION_MAJOR < 2
-  VI_CHECK(!(dtype == c10::kHalf && device.is_cpu()),
-           "UNet: float16 on the CPU is not supported by this LibTorch ({}.{}): use bfloat16 or float32 on the CPU, "
-           "float16 on a GPU", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR);
-#endif
 }
 
 }  // namespace
@@ -239,7 +232,7 @@ at::Tensor UNet3DConditionModelImpl::forward(const at::Tensor& sample, const at:
   VI_CHECK(t.numel() == 1 || t.numel() == B, "UNet: {} timesteps for a batch of {}", t.numel(), B);
   const auto dt = dtype();
   const auto dev = device();
-  check_dtype_supported(dt, dev);
+  check_dtype_supported(dt);
   const int64_t c0 = config_.block_out_channels[0], rows = B * F;
   auto stage = [&](const std::string& name, const at::Tensor& x) {
     if (stages != nullptr) (*stages)[name] = x;
@@ -315,7 +308,7 @@ UNet3DConditionModel load_unet3d(const std::string& dir, c10::ScalarType dtype, 
   if (!fs::exists(fs::path(dir) / "config.json") && fs::exists(fs::path(dir) / "unet" / "config.json")) {
     root = (fs::path(dir) / "unet").string();
   }
-  check_dtype_supported(dtype, device);
+  check_dtype_supported(dtype);
   UNet3DConfig config = UNet3DConfig::load((fs::path(root) / "config.json").string());
   UNet3DConditionModel model(config);
   core::LoadOptions options;

@@ -6,7 +6,7 @@
 #include <limits>
 
 #include "core/check.h"
-#include "core/torch_compat.h"
+#include "models/sdpa.h"
 
 namespace vi::parallel {
 
@@ -109,13 +109,10 @@ BandedBlocks gather_banded_blocks(const at::Tensor& q, const at::Tensor& k_ext, 
 }
 
 at::Tensor blocks_attention(const BandedBlocks& b, bool use_sdpa) {
-#if VI_HAS_SDPA
-  if (use_sdpa) return at::scaled_dot_product_attention(b.q, b.k, b.v, b.bias);
-#else
-  (void)use_sdpa;
-#endif
-  const bool half = b.q.scalar_type() == at::kHalf || b.q.scalar_type() == at::kBFloat16;
   const double scale = 1.0 / std::sqrt(static_cast<double>(b.q.size(-1)));
+  // The batch (clips x pixels x heads) passes the fused kernels' 65,535 grid limit from ~96 frames on.
+  if (use_sdpa) return models::dot_product_attention(b.q, b.k, b.v, scale, b.bias);
+  const bool half = b.q.scalar_type() == at::kHalf || b.q.scalar_type() == at::kBFloat16;
   at::Tensor scores = at::matmul(b.q, b.k.transpose(-1, -2));  // [BH, nb, Fb, S]
   scores = half ? scores.to(at::kFloat).mul_(scale).add_(b.bias) : scores.mul_(scale).add_(b.bias);
   at::Tensor probs = at::softmax(scores, -1).to(b.v.scalar_type());
@@ -130,11 +127,11 @@ at::Tensor ungather_blocks(const at::Tensor& out, int64_t frames, at::ScalarType
 at::Tensor banded_attention(const at::Tensor& q, const at::Tensor& k_ext, const at::Tensor& v_ext, const at::Tensor& kg,
                             const at::Tensor& vg, int64_t padding, double attn_scale, bool token_num_scale,
                             PhaseBias phase, const at::Tensor& halo_valid, BandedImpl impl) {
-  if (impl == BandedImpl::kAuto) impl = VI_HAS_SDPA && q.is_cuda() ? BandedImpl::kGathered : BandedImpl::kBlockMatmul;
+  if (impl == BandedImpl::kAuto) impl = q.is_cuda() ? BandedImpl::kGathered : BandedImpl::kBlockMatmul;
   if (impl == BandedImpl::kGathered) {
     BandedBlocks blocks =
         gather_banded_blocks(q, k_ext, v_ext, kg, vg, padding, attn_scale, token_num_scale, phase, halo_valid);
-    return ungather_blocks(blocks_attention(blocks, /*use_sdpa=*/VI_HAS_SDPA != 0), blocks.frames, q.scalar_type());
+    return ungather_blocks(blocks_attention(blocks, /*use_sdpa=*/true), blocks.frames, q.scalar_type());
   }
   check_shapes(q, k_ext, v_ext, kg, vg, padding);
   const int64_t BH = q.size(0), F = q.size(1), d = q.size(2), P = padding, G = kg.size(1);
@@ -160,12 +157,14 @@ at::Tensor banded_attention(const at::Tensor& q, const at::Tensor& k_ext, const 
   }
 
   // Band: row i of a block sees columns i .. i + 2P.
-  at::Tensor row = at::arange(Fb, at::TensorOptions().dtype(at::kLong)).unsqueeze(1);
-  at::Tensor col = at::arange(Kb, at::TensorOptions().dtype(at::kLong)).unsqueeze(0);
+  // On q's device: the masks meet the scores (CUDA scores with a CPU mask would throw).
+  const auto index_opts = q.options().dtype(at::kLong);
+  at::Tensor row = at::arange(Fb, index_opts).unsqueeze(1);
+  at::Tensor col = at::arange(Kb, index_opts).unsqueeze(0);
   at::Tensor band = (col >= row).logical_and(col <= row + 2 * P);               // [Fb, Kb]
   at::Tensor visible = band.view({1, 1, Fb, Kb});
   if (halo_valid.defined()) {
-    at::Tensor valid = halo_valid.to(at::kBool);
+    at::Tensor valid = halo_valid.to(q.device(), at::kBool);
     valid = at::cat({valid, at::zeros({valid.size(0), Fp - F}, valid.options())}, 1);  // [BH|1, Fp + 2P]
     visible = visible.logical_and(valid.unfold(1, Kb, Fb).unsqueeze(2));           // [BH|1, nb, Fb, Kb]
   }

@@ -28,9 +28,8 @@ PhaseBias phase_bias(const DualScopeSettings& settings, double t);
 // How banded_attention runs. kBlockMatmul: per query block, batched matmuls against the block's
 // window and (separately) the globals, masks applied to the scores. kGathered: every block's keys
 // (window + globals) gathered once and one attention with a shared additive bias per block,
-// through at::scaled_dot_product_attention (fused kernels) with LibTorch >= 2, else the same
-// gathered tensors through softmax(q k^T / sqrt(d) + bias) v. kAuto: kGathered on CUDA with
-// LibTorch >= 2, kBlockMatmul otherwise.
+// through at::scaled_dot_product_attention (models::dot_product_attention). kAuto: kGathered on
+// CUDA (fused kernels), kBlockMatmul on the CPU (less transient memory; see docs/benchmarks.md).
 enum class BandedImpl { kAuto, kBlockMatmul, kGathered };
 
 // Banded dual-scope attention for one clip batch.
@@ -64,8 +63,9 @@ BandedBlocks gather_banded_blocks(const at::Tensor& q, const at::Tensor& k_ext, 
                                   const at::Tensor& kg, const at::Tensor& vg, int64_t padding, double attn_scale,
                                   bool token_num_scale, PhaseBias phase, const at::Tensor& halo_valid = at::Tensor(),
                                   int64_t block_frames = 0);
-// softmax(q k^T / sqrt(d) + bias) v over the blocks, [BH, nb, Fb, d]: the fused kernel when
-// use_sdpa and LibTorch >= 2, else explicit matmuls (softmax in float32 for half types).
+// softmax(q k^T / sqrt(d) + bias) v over the blocks, [BH, nb, Fb, d]: scaled_dot_product_attention
+// when use_sdpa (BH in slices within the fused kernels' grid limit), else explicit matmuls
+// (softmax in float32 for half types), the reference the tests hold the fused path to.
 at::Tensor blocks_attention(const BandedBlocks& blocks, bool use_sdpa);
 // [BH, nb, Fb, d] -> [BH, F, d] in `dtype`.
 at::Tensor ungather_blocks(const at::Tensor& out, int64_t frames, at::ScalarType dtype);

@@ -1,5 +1,5 @@
 // The analytic FLOP count of the UNet3D (models/unet3d_flops) against an independent count: the
-// FLOPs of every convolution and matmul that LibTorch actually runs in a forward of the tiny
+// FLOPs of every convolution, matmul and attention that LibTorch actually runs in a forward of the tiny
 // random model, observed through a RecordFunction callback on the dispatcher (op name + input
 // shapes), so the two share no code and no knowledge of the module structure.
 #include <ATen/ATen.h>
@@ -44,7 +44,8 @@ std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
   const bool conv = std::strcmp(name, "aten::convolution") == 0;
   const bool mm = std::strcmp(name, "aten::mm") == 0, addmm = std::strcmp(name, "aten::addmm") == 0;
   const bool bmm = std::strcmp(name, "aten::bmm") == 0, baddbmm = std::strcmp(name, "aten::baddbmm") == 0;
-  if (!(conv || mm || addmm || bmm || baddbmm)) return nullptr;
+  const bool sdpa = std::strcmp(name, "aten::scaled_dot_product_attention") == 0;
+  if (!(conv || mm || addmm || bmm || baddbmm || sdpa)) return nullptr;
   Observed& o = *g_observed;
   if (o.depth++ > 0) return std::make_unique<Marker>();
   auto in = fn.inputs();
@@ -63,6 +64,10 @@ std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
     }
     // Per output element: Cin/groups x kernel MACs.
     o.conv += 2.0 * x[0] * positions * wt[0] * numel(wt.slice(1));
+  } else if (sdpa) {
+    // scaled_dot_product_attention(q [.., Sq, d], k [.., Sk, d], v [.., Sk, dv], ...): Q K^T and A V.
+    at::IntArrayRef q = in[0].toTensor().sizes(), k = in[1].toTensor().sizes(), v = in[2].toTensor().sizes();
+    o.attention += 2.0 * numel(q) * k[k.size() - 2] + 2.0 * numel(q.slice(0, q.size() - 1)) * k[k.size() - 2] * v.back();
   } else {
     const int off = (addmm || baddbmm) ? 1 : 0;
     at::IntArrayRef a = in[off].toTensor().sizes(), b = in[off + 1].toTensor().sizes();
@@ -153,7 +158,7 @@ TEST(UNetFlops, TinyCountEqualsTheOpsLibTorchRuns) {
   const auto flops = models::count_unet_flops(unet->config(), s);
   expect_close(flops.of_kind("conv2d") + flops.of_kind("conv3d"), o.conv, "convolutions");
   expect_close(flops.of_kind("linear"), o.linear, "linear layers (mm / addmm)");
-  expect_close(flops.of_kind("attention"), o.attention, "attention (bmm)");
+  expect_close(flops.of_kind("attention"), o.attention, "attention (scaled_dot_product_attention)");
   expect_close(flops.total(), o.conv + o.linear + o.attention, "total");
   std::printf("tiny, B %lld, F %lld, %lldx%lld: %.0f FLOPs analytic, %.0f observed\n", (long long)B, (long long)F,
               (long long)h, (long long)w, flops.total(), o.conv + o.linear + o.attention);

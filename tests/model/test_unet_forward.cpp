@@ -111,22 +111,28 @@ TEST(UNetForward, TinyPresetIsTheReferenceConfig) {
 
 // bf16 weights and activations (converted at load) compute the same function to bf16
 // precision. Each op rounds its output to an 8-bit mantissa (~0.4 %); through ~40 layers of this
-// random model that accumulates to ~8 % RMS (rounding only the weights gives ~1.4 %, and no single
-// op type dominates: upcasting GroupNorm, LayerNorm, linear or conv alone changes nothing), while
-// a semantic error gives O(1). Tolerance 0.15 on the RMS error relative to the RMS of the output.
-TEST(UNetForward, TinyBFloat16IsCloseToReference) {
-  auto model = vi::models::load_unet3d(vi::test::tiny_unet_dir(), at::kBFloat16);
-  EXPECT_EQ(model->dtype(), at::kBFloat16);
-  c10::InferenceMode guard;
-  vi::models::PlainTemporalContext ctx;
-  at::Tensor out = model->forward(golden(kFile, "sample"), golden(kFile, "timestep"),
-                                  golden(kFile, "encoder_hidden_states"), 24, ctx);
-  EXPECT_EQ(out.scalar_type(), at::kBFloat16);
-  at::Tensor ref = golden(kFile, "out");
-  at::Tensor diff = out.to(at::kFloat) - ref;
-  const double rms_rel = (diff.pow(2).mean().sqrt() / ref.pow(2).mean().sqrt()).item<double>();
-  std::printf("  bf16 out: RMS rel %.3e (tolerance 0.15), max-abs rel %.3e\n", rms_rel, rel_error(out.to(at::kFloat), ref));
-  EXPECT_LE(rms_rel, 0.15);
+// random model that accumulated to ~8 % RMS with LibTorch 1.13's unfused attention and measures
+// 1.9 % with 2.11 (scaled_dot_product_attention keeps scores and softmax in fp32), while a
+// semantic error gives O(1). Tolerance 0.15 on the RMS error relative to the RMS of the output.
+// fp16 (LibTorch 2.x has CPU kernels for it) keeps 3 more mantissa bits: tolerance 0.15 / 8
+// (measured 0.23 %).
+TEST(UNetForward, TinyHalfPrecisionIsCloseToReference) {
+  for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+    auto model = vi::models::load_unet3d(vi::test::tiny_unet_dir(), dtype);
+    EXPECT_EQ(model->dtype(), dtype);
+    c10::InferenceMode guard;
+    vi::models::PlainTemporalContext ctx;
+    at::Tensor out = model->forward(golden(kFile, "sample"), golden(kFile, "timestep"),
+                                    golden(kFile, "encoder_hidden_states"), 24, ctx);
+    EXPECT_EQ(out.scalar_type(), dtype);
+    at::Tensor ref = golden(kFile, "out");
+    at::Tensor diff = out.to(at::kFloat) - ref;
+    const double rms_rel = (diff.pow(2).mean().sqrt() / ref.pow(2).mean().sqrt()).item<double>();
+    const double tolerance = dtype == at::kHalf ? 0.15 / 8 : 0.15;
+    std::printf("  %s out: RMS rel %.3e (tolerance %.3g), max-abs rel %.3e\n", c10::toString(dtype), rms_rel,
+                tolerance, rel_error(out.to(at::kFloat), ref));
+    EXPECT_LE(rms_rel, tolerance) << c10::toString(dtype);
+  }
 }
 
 }  // namespace

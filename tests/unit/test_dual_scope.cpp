@@ -75,9 +75,9 @@ TEST(DualScope, MaskedEdgeHalosMatchDense) {
   }
 }
 
-// The gathered form (what runs through scaled_dot_product_attention on a GPU with LibTorch >= 2)
-// equals the dense reference: here through its explicit-matmul path, which shares the gather, the
-// bias and the folded scales with the fused path.
+// The gathered form (what runs on a GPU) equals the dense reference, through its explicit-matmul
+// path and through scaled_dot_product_attention (banded_attention with kGathered), which share
+// the gather, the bias and the folded scales.
 TEST(DualScope, GatheredBlocksEqualDenseReference) {
   at::manual_seed(2);
   for (int64_t F : {1, 3, 8, 13}) {
