@@ -9,7 +9,8 @@
 // --count-flops prints that count's breakdown for the first frame count and exits.
 //   bench_denoise_step --preset videocrafter2 --device cuda --dtype bf16 --frames 24,96,288
 //       [--height 320 --width 512 --frames-per-clip 24 --iters 3 --frame-chunk 0 --channels-last --cfg-serial
-//        --gflop-per-frame G --peak-tflops 989 --until-oom --sync-comm --count-flops --json out.json]
+//        --gflop-per-frame G --peak-tflops 989 --until-oom --sync-comm --no-cudnn-benchmark --count-flops
+//        --json out.json]
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <c10/core/InferenceMode.h>
@@ -108,6 +109,7 @@ int main(int argc, char** argv) {
   int64_t height = 320, width = 512, per_clip = 24, iters = 3, frame_chunk = 0;
   double gflop_override = 0, peak_tflops = 0;
   bool until_oom = false, channels_last = false, count_flops = false, sync_comm = false, cfg_serial = false;
+  bool cudnn_benchmark = true;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -130,6 +132,7 @@ int main(int argc, char** argv) {
     else if (a == "--cfg-serial") cfg_serial = true;
     else if (a == "--count-flops") count_flops = true;
     else if (a == "--sync-comm") sync_comm = true;
+    else if (a == "--no-cudnn-benchmark") cudnn_benchmark = false;
     else if (a == "--json") json_path = next();
     else {
       std::fprintf(stderr, "unknown argument %s (see the comment at the top of bench_denoise_step.cpp)\n", a.c_str());
@@ -152,6 +155,7 @@ int main(int argc, char** argv) {
   c10::InferenceMode guard;
   const c10::Device device = pipeline::resolve_device(device_flag, launch.local_rank);
   const c10::ScalarType dtype = pipeline::resolve_dtype(dtype_flag, device);
+  pipeline::set_cudnn_benchmark(device, cudnn_benchmark);  // as generate does, unless told not to
   auto unet = models::make_random_unet(preset, 0);
   unet->to(device, dtype);
   unet->set_frame_chunk(frame_chunk);
@@ -162,10 +166,11 @@ int main(int argc, char** argv) {
                                                      : std::function<void()>());
   const int64_t ranks = comm.world_size();
   if (root) {
-    std::printf("denoising step, preset %s (%lld parameters), %s %s%s, %lldx%lld, %lld frames per clip, CFG %s, "
+    std::printf("denoising step, preset %s (%lld parameters), %s %s%s%s, %lldx%lld, %lld frames per clip, CFG %s, "
                 "%lld rank(s) (%s)\n",
                 preset.c_str(), static_cast<long long>(unet->num_parameters()), device.str().c_str(),
-                c10::toString(dtype), channels_last ? " channels-last" : "", static_cast<long long>(width),
+                c10::toString(dtype), channels_last ? " channels-last" : "",
+                device.is_cuda() ? (cudnn_benchmark ? " cuDNN benchmark" : " no cuDNN benchmark") : "", static_cast<long long>(width),
                 static_cast<long long>(height), static_cast<long long>(per_clip),
                 cfg_serial ? "branches as two calls" : "batch 2", static_cast<long long>(ranks),
                 comm.name().c_str());
@@ -235,7 +240,7 @@ int main(int argc, char** argv) {
                       {"gflop_per_frame", gflop_per_frame}, {"gflop_source", gflop_override > 0 ? "flag" : "count"},
                       {"tflops", tflops}, {"comm_s_per_step_rank0", comm_s}, {"comm_share_rank0", comm_s / my_s},
                       {"mb_sent_per_unet_call_rank0", mb_per_call}, {"peak_mb", peak_mb},
-                      {"channels_last", channels_last}});
+                      {"channels_last", channels_last}, {"cudnn_benchmark", cudnn_benchmark}});
     } catch (const std::exception& e) {
       if (root) {
         std::printf("| %lld | failed: %s |\n", static_cast<long long>(frames), std::string(e.what()).substr(0, 80).c_str());

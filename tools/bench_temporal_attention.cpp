@@ -1,7 +1,7 @@
 // Benchmark: one temporal attention of the dual-scope kind at F = 24, 96, 384 frames per clip:
-// the banded block-matmul form (what the CPU build runs), the gathered form (one attention per
-// query block with a shared bias: what runs through scaled_dot_product_attention on a GPU with
-// LibTorch >= 2; explicit matmuls without it) and the reference's dense masked matrix. Prints
+// the banded block-matmul form (what the CPU runs), the gathered form (one attention per query
+// block with a shared bias through scaled_dot_product_attention: what CUDA runs) and the
+// reference's dense masked matrix. Prints
 // time and peak memory for each F; banded forms should grow linearly in F, dense quadratically.
 //   bench_temporal_attention [--pixels N] [--heads H] [--reps R] [--block Fb] [--no-dense]
 //                            [--device cpu|cuda] [--dtype fp32|bf16|fp16]
@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  const c10::Device device(device_flag);
+  const c10::Device device = device_flag == "cuda" ? c10::Device(c10::kCUDA, 0) : c10::Device(device_flag);
   const at::ScalarType dtype = dtype_flag == "bf16" ? at::kBFloat16 : dtype_flag == "fp16" ? at::kHalf : at::kFloat;
   c10::InferenceMode guard;
   const int64_t P = 8, G = 16, d = 64, BH = 2 * pixels * heads;  // CFG batch x pixels x heads

@@ -15,6 +15,13 @@
 
 namespace vi::tools {
 
+#ifdef VI_TORCH_HAS_CUDA
+// c10::Device("cuda") has index -1 ("the current device"); the allocator's statistics want a real one.
+inline c10::DeviceIndex cuda_index(c10::Device device) {
+  return device.has_index() ? device.index() : c10::cuda::current_device();
+}
+#endif
+
 inline void synchronize(c10::Device device) {
 #ifdef VI_TORCH_HAS_CUDA
   if (device.is_cuda()) c10::cuda::device_synchronize();
@@ -24,7 +31,7 @@ inline void synchronize(c10::Device device) {
 inline void reset_peak_memory(c10::Device device) {
 #ifdef VI_TORCH_HAS_CUDA
   if (device.is_cuda()) {
-    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+    c10::cuda::CUDACachingAllocator::resetPeakStats(cuda_index(device));
     return;
   }
 #endif
@@ -34,7 +41,7 @@ inline void reset_peak_memory(c10::Device device) {
 inline double peak_memory_bytes(c10::Device device) {
 #ifdef VI_TORCH_HAS_CUDA
   if (device.is_cuda()) {
-    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(cuda_index(device));
     return static_cast<double>(stats.allocated_bytes[0].peak);
   }
 #endif

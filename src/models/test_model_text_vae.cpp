@@ -45,7 +45,7 @@ ClipTextConfig clip_text_preset(const std::string& preset) {
   ClipTextConfig c;  // defaults = the real zeroscope / VideoCrafter2 text encoder
   if (preset == "videocrafter2") return c;
   if (preset == "tiny") {
-    // ../shared/reference/models/tiny/cerspense/zeroscope_v2_576w/text_encoder/config.json
+    // tests/data/reference/models/tiny/cerspense/zeroscope_v2_576w/text_encoder/config.json
     c.vocab_size = 914;
     c.hidden_size = 32;
     c.intermediate_size = 64;
@@ -67,7 +67,7 @@ AutoencoderKLConfig vae_preset(const std::string& preset) {
   AutoencoderKLConfig c;  // defaults = the real zeroscope / VideoCrafter2 VAE
   if (preset == "videocrafter2") return c;
   if (preset == "tiny") {
-    // ../shared/reference/models/tiny/cerspense/zeroscope_v2_576w/vae/config.json
+    // tests/data/reference/models/tiny/cerspense/zeroscope_v2_576w/vae/config.json
     c.block_out_channels = {16, 16, 32, 32};
     c.layers_per_block = 1;
     c.norm_num_groups = 8;

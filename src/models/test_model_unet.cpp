@@ -23,7 +23,7 @@ UNet3DConfig unet_preset(const std::string& preset) {
     return c;
   }
   if (preset == "tiny") {
-    // ../shared/reference/models/tiny/adamdad/videocrafterv2_diffusers/config.json
+    // tests/data/reference/models/tiny/adamdad/videocrafterv2_diffusers/config.json
     c.block_out_channels = {32, 64};
     c.down_block_types = {"CrossAttnDownBlock3D", "DownBlock3D"};
     c.up_block_types = {"UpBlock3D", "CrossAttnUpBlock3D"};

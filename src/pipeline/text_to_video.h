@@ -107,5 +107,9 @@ std::string scheduler_for_flag(const std::string& flag);
 // auto -> cuda when available, else cpu; and the dtype for it (auto: fp16 on CUDA, fp32 on CPU).
 c10::Device resolve_device(const std::string& flag, int local_rank);
 c10::ScalarType resolve_dtype(const std::string& flag, c10::Device device);
+// cuDNN's benchmark mode on CUDA (a no-op elsewhere): each convolution shape times cuDNN's
+// algorithms once and keeps the fastest. A generation's shapes never change, so the pipeline
+// turns it on; the first step pays the search (bench_denoise_step --no-cudnn-benchmark compares).
+void set_cudnn_benchmark(c10::Device device, bool on);
 
 }  // namespace vi::pipeline

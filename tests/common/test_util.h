@@ -11,7 +11,7 @@
 
 namespace vi::test {
 
-// ../shared/reference (VI_REFERENCE_DIR overrides). Tests that need it fail loudly when absent.
+// tests/data/reference (VI_REFERENCE_DIR overrides). Tests that need it fail loudly when absent.
 std::string reference_dir();
 std::string golden_dir();           // reference_dir()/golden/tiny
 std::string tiny_model_dir();       // reference_dir()/models/tiny/cerspense/zeroscope_v2_576w
