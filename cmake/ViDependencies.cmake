@@ -44,8 +44,13 @@ find_package(Threads REQUIRED)
 # comes before libstdc++ on a link line, our calls bind to those copies and crash
 # (std::filesystem::remove_all jumps to address 0). libstdc++ therefore goes first, both for
 # the link-time binding and for the run-time search order (DT_NEEDED follows the link line).
+# Also: some LibTorch classes change their layout with NDEBUG (RecordFunction has a member only
+# without it), and the wheels are built with NDEBUG, so every translation unit that sees their
+# headers defines it too, whatever the build type (a Debug build would otherwise disagree with
+# the library about its objects: found by UBSan at -O1 without -DNDEBUG).
 add_library(vi_torch INTERFACE)
 target_link_libraries(vi_torch INTERFACE stdc++ ${TORCH_LIBRARIES})
+target_compile_definitions(vi_torch INTERFACE NDEBUG)
 # Whether LibTorch was built with CUDA (the pip wheels are): CUDA streams, events, memory stats
 # and the CUDA tests compile only then. Independent of NCCL.
 set(VI_TORCH_HAS_CUDA OFF)

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh Debian 12 machine (what CI runs): installs what is missing,
-# then three stages, each run even if an earlier one failed; exits non-zero if any failed.
-#   1. Release build, every ctest label except gpu/nccl/slow (unit, tiny, e2e, mpi).
-#   2. Each libFuzzer target for VI_FUZZ_SECONDS (default 60) seconds (scripts/fuzz.sh).
-#   3. ASan+UBSan build of the library and tests; the unit and tiny tests under it.
+# The whole test suite on a fresh Debian 12 machine (what CI runs): installs what is missing
+# (Debian packages, PyTorch 2.11 with CUDA into .venv), then four stages, each run even if an
+# earlier one failed; exits non-zero if any failed. Every build is a CUDA build (LibTorch with
+# libtorch_cuda, NCCL on): the GPU code compiles here; the gpu/nccl tests need a device.
+#   1. Release build of every target, every ctest label except gpu/nccl/slow (unit, tiny, e2e,
+#      mpi), then the gpu label, which must skip cleanly without a device.
+#   2. The lent GPU machine's build, exactly as scripts/gpu_check.sh does it there (header-only
+#      dependencies from .carry/, no MPI/ffmpeg): configure and compile what it runs.
+#   3. Each libFuzzer target for VI_FUZZ_SECONDS (default 60) seconds (scripts/fuzz.sh).
+#   4. ASan+UBSan build (at -O1) of the library and tests; the unit and tiny tests under it.
 # Usage:
-#   scripts/test.sh                 all three stages
+#   scripts/test.sh                 all four stages
 #   scripts/test.sh --quick [args]  stage 1 only (extra args go to ctest)
-#   scripts/test.sh --sanitize [args]  stage 3 only
+#   scripts/test.sh --sanitize [args]  stage 4 only
 # Environment: VI_BUILD_DIR (default build), VI_SANITIZE_BUILD_DIR (default build-sanitize),
-# VI_JOBS (default nproc), VI_FUZZ_SECONDS.
+# VI_GPU_BUILD_DIR (default build-gpu), VI_JOBS (default nproc), VI_FUZZ_SECONDS.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,27 +40,47 @@ stage() {  # stage NAME COMMAND...: runs, times and records one stage
   else results+=("$name: FAILED after $(( $(date +%s) - start )) s"); failed=1; fi
 }
 
-build_and_test() {  # build_and_test DIR SANITIZE LABEL_ARGS... -- CTEST_ARGS...
-  local dir=$1 sanitize=$2; shift 2
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DVI_BUILD_TESTS=ON -DVI_SANITIZE="$sanitize" \
-    || return 1
+build() {  # build DIR CMAKE_ARGS...: configure and build every target
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DVI_BUILD_TESTS=ON "$@" || return 1
   local start=$(date +%s)
   cmake --build "$dir" -j "$jobs" || return 1
   echo "test.sh: build took $(( $(date +%s) - start )) s"
-  (cd "$dir" && ctest --output-on-failure -j "$jobs" "$@")
+}
+
+release() {
+  local dir=${VI_BUILD_DIR:-build}
+  build "$dir" -DVI_SANITIZE=OFF -DVI_WITH_NCCL=ON || return 1
+  # What was built (the configure output above says LibTorch x (CUDA ON) | NCCL ON): the binary
+  # links libtorch_cuda.
+  echo "test.sh: $(ldd "$dir/src/video-infinity" | grep -oE 'lib(torch_cuda|nccl|cudart)[^ ]*' | sort -u | tr '\n' ' ')"
+  (cd "$dir" && ctest --output-on-failure -j "$jobs" --label-exclude 'gpu|nccl|slow' "$@") || return 1
+  # Without a device every gpu/nccl test must skip, not fail.
+  (cd "$dir" && ctest --output-on-failure --label-regex 'gpu|nccl')
+}
+
+gpu_machine_build() {
+  scripts/prepare_gpu_carry.sh || return 1
+  VI_PYTHON=$PWD/.venv/bin/python3 OUT=${VI_GPU_BUILD_DIR:-build-gpu}/out scripts/gpu_check.sh --build-only
+}
+
+sanitize() {
+  # -O1: a third less compile time than -O3; the tests' time is LibTorch's own (uninstrumented).
+  build "${VI_SANITIZE_BUILD_DIR:-build-sanitize}" -DVI_SANITIZE=ON -DCMAKE_CXX_FLAGS_RELEASE=-O1 || return 1
+  # Leak reports off: LibTorch keeps global allocations alive until exit.
+  (cd "${VI_SANITIZE_BUILD_DIR:-build-sanitize}" &&
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} ctest --output-on-failure -j "$jobs" --label-regex 'unit|tiny' "$@")
 }
 
 if [ "$mode" = all ] || [ "$mode" = quick ]; then
-  stage "release build + tests" build_and_test "${VI_BUILD_DIR:-build}" OFF --label-exclude 'gpu|nccl|slow' "$@"
+  stage "release build (CUDA LibTorch, NCCL) + tests" release "$@"
 fi
 if [ "$mode" = all ]; then
+  stage "GPU-machine build (header-only deps, gpu_check.sh --build-only)" gpu_machine_build
   stage "fuzz ($fuzz_seconds s per target)" scripts/fuzz.sh all "$fuzz_seconds"
 fi
 if [ "$mode" = all ] || [ "$mode" = sanitize ]; then
-  # Leak reports off: LibTorch keeps global allocations alive until exit.
-  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
-  stage "ASan+UBSan build + unit and tiny tests" build_and_test "${VI_SANITIZE_BUILD_DIR:-build-sanitize}" ON \
-    --label-regex 'unit|tiny' "$@"
+  stage "ASan+UBSan build + unit and tiny tests" sanitize "$@"
 fi
 
 echo "=== test.sh summary"

@@ -1,11 +1,13 @@
 #include "models/random_init.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 #include <ATen/core/Generator.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
 
 #include <cmath>
+#include <mutex>
 #include <string>
 
 namespace vi::models {
@@ -27,11 +29,20 @@ bool is_output_projection(const std::string& name) {
 
 void randomize_parameters(torch::nn::Module& module, uint64_t seed, double out_scale) {
   c10::InferenceMode guard;
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  for (auto& item : module.named_parameters(/*recurse=*/true)) {
+  auto params = module.named_parameters(/*recurse=*/true);
+  const c10::Device device = params.is_empty() ? c10::Device(c10::kCPU) : params[0].value().device();
+  // On the CPU a generator of our own; elsewhere the device's default generator, reseeded: one
+  // draw per parameter on the device, seconds instead of minutes for 1.4 B parameters.
+  at::Generator gen = device.is_cpu() ? at::make_generator<at::CPUGeneratorImpl>(seed)
+                                      : at::globalContext().defaultGenerator(device);
+  if (!device.is_cpu()) {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(seed);
+  }
+  for (auto& item : params) {
     const std::string& name = item.key();
     at::Tensor p = item.value();
-    at::Tensor draw = at::empty(p.sizes(), at::TensorOptions().dtype(at::kFloat));
+    at::Tensor draw = at::empty(p.sizes(), p.options().dtype(at::kFloat));
     draw.normal_(0.0, 1.0, gen);
     if (p.dim() >= 2) {
       bool embedding = name.find("embedding") != std::string::npos && name.find("linear") == std::string::npos &&

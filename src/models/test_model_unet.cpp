@@ -46,8 +46,10 @@ UNet3DConfig unet_preset(const std::string& preset) {
   VI_FAIL("unknown UNet preset '{}' (tiny, small or videocrafter2)", preset);
 }
 
-UNet3DConditionModel make_random_unet(const std::string& preset, uint64_t seed) {
-  UNet3DConditionModel model(unet_preset(preset));
+UNet3DConditionModel make_random_unet(const std::string& preset, uint64_t seed, c10::Device device,
+                                      c10::ScalarType dtype) {
+  UNet3DConditionModel model(unet_preset(preset));  // parameters are at::empty: no page touched yet
+  if (!device.is_cpu() || dtype != c10::kFloat) model->to(device, dtype);
   randomize_parameters(*model, seed);
   return model;
 }
