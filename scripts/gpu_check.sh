@@ -57,6 +57,16 @@ finish() {
 trap finish EXIT
 
 [ -d .carry/usr/include ] || { note "- .carry/ missing: run scripts/prepare_gpu_carry.sh before the device call"; exit 1; }
+# LibTorch's CMake config needs nvcc: when it is not on PATH, the usual places (the toolkit, or
+# the pip nvidia-cuda-nvcc package beside torch).
+if ! command -v nvcc >/dev/null; then
+  site=$("$py" -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2>/dev/null)
+  for c in /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc "$site"/nvidia/cu*/bin/nvcc "$site"/nvidia/cuda_nvcc/bin/nvcc; do
+    if [ -x "$c" ]; then export PATH="$(dirname "$c"):$PATH"; note "- nvcc was not on PATH: using $c"; break; fi
+  done
+fi
+generator=Ninja
+command -v ninja >/dev/null || { generator="Unix Makefiles"; note "- no ninja: Unix Makefiles"; }
 
 # 1. Versions and paths.
 {
@@ -91,7 +101,7 @@ torch_prefix=$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/
 # it checks that everything compiles (includes, APIs, templates) in half the time.
 opt=()
 [ $build_only = 1 ] && opt=(-DCMAKE_CXX_FLAGS_RELEASE=-O0)
-if ! timeout "$(left 120)" cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${opt[@]}" \
+if ! timeout "$(left 120)" cmake -S . -B "$build" -G "$generator" -DCMAKE_BUILD_TYPE=Release "${opt[@]}" \
     -DCMAKE_PREFIX_PATH="$torch_prefix" -DVI_PYTHON="$(command -v "$py")" \
     -DVI_HEADER_ONLY_DEPS=ON -DVI_DEPS_PREFIX="$PWD/.carry/usr" \
     -DVI_WITH_MPI=OFF -DVI_WITH_FFMPEG=OFF -DVI_WITH_NCCL=ON -DVI_BUILD_TESTS=ON > "$logs/configure.log" 2>&1; then
