@@ -50,6 +50,23 @@ void check_shapes(const at::Tensor& q, const at::Tensor& k_ext, const at::Tensor
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
+// Which key columns of a query block's window each of its rows sees, on `device`: row i of a
+// block of Fb rows sees window columns i .. i + 2P (Kb = Fb + 2P columns), minus the key frames
+// halo_valid ([BH|1, F + 2P], optional) masks. Blocks cover Fp >= F query frames.
+// Returns [1, 1, Fb, Kb], or [BH|1, nb, Fb, Kb] with halo_valid.
+at::Tensor window_visibility(int64_t Fb, int64_t P, int64_t F, int64_t Fp, const at::Tensor& halo_valid,
+                             c10::Device device) {
+  const int64_t Kb = Fb + 2 * P;
+  const auto index_opts = at::TensorOptions().dtype(at::kLong).device(device);
+  at::Tensor row = at::arange(Fb, index_opts).unsqueeze(1);
+  at::Tensor col = at::arange(Kb, index_opts).unsqueeze(0);
+  at::Tensor visible = (col >= row).logical_and(col <= row + 2 * P).view({1, 1, Fb, Kb});
+  if (!halo_valid.defined()) return visible;
+  at::Tensor valid = halo_valid.to(device, at::kBool);
+  valid = at::cat({valid, at::zeros({valid.size(0), Fp - F}, valid.options())}, 1);  // [BH|1, Fp + 2P]
+  return visible.logical_and(valid.unfold(1, Kb, Fb).unsqueeze(2));                 // [BH|1, nb, Fb, Kb]
+}
+
 }  // namespace
 
 BandedBlocks gather_banded_blocks(const at::Tensor& q, const at::Tensor& k_ext, const at::Tensor& v_ext,
@@ -77,15 +94,7 @@ BandedBlocks gather_banded_blocks(const at::Tensor& q, const at::Tensor& k_ext, 
   out.k = gather(k_ext, kg);
   out.v = gather(v_ext, vg);
 
-  // Visibility of the window columns: row i of a block sees columns i .. i + 2P, minus masked halos.
-  at::Tensor row = at::arange(Fb, opts.dtype(at::kLong)).unsqueeze(1);
-  at::Tensor col = at::arange(Kb, opts.dtype(at::kLong)).unsqueeze(0);
-  at::Tensor visible = (col >= row).logical_and(col <= row + 2 * P).view({1, 1, Fb, Kb});
-  if (halo_valid.defined()) {
-    at::Tensor valid = halo_valid.to(q.device(), at::kBool);
-    valid = at::cat({valid, at::zeros({valid.size(0), Fp - F}, valid.options())}, 1);  // [BH|1, Fp + 2P]
-    visible = visible.logical_and(valid.unfold(1, Kb, Fb).unsqueeze(2));           // [BH|1, nb, Fb, Kb]
-  }
+  const at::Tensor visible = window_visibility(Fb, P, F, Fp, halo_valid, q.device());
   at::Tensor window = at::full({}, phase.local, opts).expand(visible.sizes()).masked_fill(visible.logical_not(),
                                                                                             kNegInf);
   at::Tensor bias = window;
@@ -156,18 +165,8 @@ at::Tensor banded_attention(const at::Tensor& q, const at::Tensor& k_ext, const 
     scores = at::cat({scores, at::matmul(qb, kg.to(compute).transpose(1, 2).unsqueeze(1))}, 3);  // [.., Kb + G]
   }
 
-  // Band: row i of a block sees columns i .. i + 2P.
-  // On q's device: the masks meet the scores (CUDA scores with a CPU mask would throw).
-  const auto index_opts = q.options().dtype(at::kLong);
-  at::Tensor row = at::arange(Fb, index_opts).unsqueeze(1);
-  at::Tensor col = at::arange(Kb, index_opts).unsqueeze(0);
-  at::Tensor band = (col >= row).logical_and(col <= row + 2 * P);               // [Fb, Kb]
-  at::Tensor visible = band.view({1, 1, Fb, Kb});
-  if (halo_valid.defined()) {
-    at::Tensor valid = halo_valid.to(q.device(), at::kBool);
-    valid = at::cat({valid, at::zeros({valid.size(0), Fp - F}, valid.options())}, 1);  // [BH|1, Fp + 2P]
-    visible = visible.logical_and(valid.unfold(1, Kb, Fb).unsqueeze(2));           // [BH|1, nb, Fb, Kb]
-  }
+  // On q's device: the mask meets the scores (a CPU mask on CUDA scores would throw).
+  const at::Tensor visible = window_visibility(Fb, P, F, Fp, halo_valid, q.device());
   const double base = attn_scale / std::sqrt(static_cast<double>(d));
   if (token_num_scale) {
     // n = keys each row sees; the reference counts bias entries > -100.
