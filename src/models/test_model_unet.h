@@ -20,8 +20,8 @@ UNet3DConfig unet_preset(const std::string& preset);
 std::vector<std::string> unet_preset_names();
 
 // A model of `preset` with randomize_parameters(seed) weights, in `dtype` on `device`: the
-// weights are drawn there (on a GPU in well under a second for videocrafter2; ~a minute on
-// one CPU core). CPU fp32 draws are what the tests' expectations were made with.
+// weights are drawn there (a GPU draws videocrafter2's 1.4 B parameters in parallel; the CPU
+// generator draws one value at a time). CPU draws are what the tests' expectations were made with.
 UNet3DConditionModel make_random_unet(const std::string& preset, uint64_t seed, c10::Device device = c10::kCPU,
                                       c10::ScalarType dtype = c10::kFloat);
 
