@@ -102,7 +102,7 @@ void print_flop_breakdown(const models::UNet3DConfig& config, const std::string&
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   parallel::LaunchInfo launch = parallel::init_launch(&argc, &argv);
   std::string preset = "tiny", device_flag = "auto", dtype_flag = "auto", json_path;
   std::vector<int64_t> frame_counts = {24, 96, 288};
@@ -255,4 +255,17 @@ int main(int argc, char** argv) {
   }
   parallel::finalize_launch();
   return 0;
+}
+
+// Errors (no CUDA device, out of memory, bad flags) as one line and exit status 1, not an abort.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const c10::Error& e) {  // LibTorch's message without its stack trace
+    std::fprintf(stderr, "%s: %s\n", argv[0], e.what_without_backtrace());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
+    return 1;
+  }
 }

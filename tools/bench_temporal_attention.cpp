@@ -20,7 +20,7 @@
 
 using namespace vi;
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   int64_t pixels = 256, heads = 5, reps = 3, block = 0;
   bool dense = true;
   std::string device_flag = "cpu", dtype_flag = "fp32";
@@ -96,4 +96,17 @@ int main(int argc, char** argv) {
   std::printf("peak MB = peak %s during the calls minus that with the inputs allocated\n",
               device.is_cuda() ? "CUDA allocation" : "RSS");
   return 0;
+}
+
+// Errors (no CUDA device, out of memory, bad flags) as one line and exit status 1, not an abort.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const c10::Error& e) {  // LibTorch's message without its stack trace
+    std::fprintf(stderr, "%s: %s\n", argv[0], e.what_without_backtrace());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
+    return 1;
+  }
 }
