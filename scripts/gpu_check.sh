@@ -125,7 +125,7 @@ note "- $(elapsed) s: built ${targets[*]}"
 timeout "$(left 150)" "$build/tests/test_cuda_parity" > "$logs/parity.log" 2>&1
 rc=$?
 grep -E "rel |frames|OK \]|FAILED|SKIPPED|PASSED|Failure|exception" "$logs/parity.log" > "$logs/parity.md"
-counts=$(grep -hoE '\[  (PASSED|SKIPPED|FAILED)  \] [0-9]+ tests?' "$logs/parity.log" | sed 's/\[  //; s/  \]//' | tr '\n' ',')
+counts=$(grep -hoE '\[  (PASSED|SKIPPED|FAILED) *\] [0-9]+ tests?' "$logs/parity.log" | sed -E 's/\[  //; s/ *\]//' | tr '\n' ',')
 note "- $(elapsed) s: CUDA parity tests: $([ $rc = 0 ] && echo "exit 0" || echo "FAILED (exit $rc)") (${counts%,})"
 
 # 5. THE figure. H200 (= H100 SXM compute): 989 dense bf16 TFLOP/s.
