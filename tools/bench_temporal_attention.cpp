@@ -16,6 +16,7 @@
 
 #include "core/memory_stats.h"
 #include "parallel/dual_scope.h"
+#include "tool_main.h"
 #include "torch_cuda_stats.h"
 
 using namespace vi;
@@ -98,15 +99,4 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-// Errors (no CUDA device, out of memory, bad flags) as one line and exit status 1, not an abort.
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const c10::Error& e) {  // LibTorch's message without its stack trace
-    std::fprintf(stderr, "%s: %s\n", argv[0], e.what_without_backtrace());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return vi::tools::run_main(argc, argv, run); }
