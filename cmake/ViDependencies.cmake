@@ -27,6 +27,9 @@ if(NOT Torch_DIR)
     if(_vi_rc EQUAL 0 AND _vi_torch_prefix)
       list(PREPEND CMAKE_PREFIX_PATH ${_vi_torch_prefix})
       message(STATUS "video-infinity: LibTorch from ${_vi_python}'s torch: ${_vi_torch_prefix}")
+    elseif(VI_PYTHON)
+      message(FATAL_ERROR "-DVI_PYTHON=${VI_PYTHON}: 'import torch' failed there (exit ${_vi_rc}); "
+                          "give a Python with PyTorch 2.x installed, or run scripts/install_deps.sh")
     endif()
   endif()
 endif()
@@ -37,7 +40,16 @@ if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS /usr/local/cu
     set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
   endif()
 endif()
-find_package(Torch 2.0 REQUIRED)
+find_package(Torch 2.0 QUIET)
+if(NOT Torch_FOUND)
+  set(_vi_seen "")
+  if(Torch_CONSIDERED_VERSIONS)
+    set(_vi_seen " (found only: ${Torch_CONSIDERED_CONFIGS} version ${Torch_CONSIDERED_VERSIONS})")
+  endif()
+  message(FATAL_ERROR "LibTorch 2.x not found${_vi_seen}. Run scripts/install_deps.sh (PyTorch "
+                      "2.11 into .venv), or pass -DVI_PYTHON=<a python with torch> or "
+                      "-DCMAKE_PREFIX_PATH=<libtorch or torch.utils.cmake_prefix_path>.")
+endif()
 find_package(Threads REQUIRED)
 # The project links LibTorch through vi_torch. PyTorch's wheels export the std::filesystem
 # functions of the libstdc++ they link statically (pytorch/pytorch#133437): when libtorch.so
