@@ -1,6 +1,7 @@
 #include "schedulers/scheduler.h"
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 
 #include <cmath>
 #include <filesystem>
@@ -8,8 +9,6 @@
 
 #include "core/check.h"
 #include "core/safetensors_format.h"
-#include "schedulers/ddim_scheduler.h"
-#include "schedulers/dpm_solver_multistep_scheduler.h"
 
 namespace vi::schedulers {
 
@@ -29,6 +28,43 @@ at::Tensor Scheduler::draw_noise(const at::Tensor& like, at::ScalarType dtype, a
     device = generator->device();
   }
   return at::randn(like.sizes(), gen, at::TensorOptions().dtype(dtype).device(device)).to(like.device());
+}
+
+SchedulerRecord Scheduler::record() const {
+  const SchedulerState s = state();
+  SchedulerRecord r;
+  r.scheduler = name();
+  r.counters = {{"num_inference_steps", s.num_inference_steps},
+                {"step_index", s.step_index},
+                {"lower_order_nums", s.lower_order_nums},
+                {"model_outputs", static_cast<int64_t>(s.model_outputs.size())}};
+  for (size_t i = 0; i < s.model_outputs.size(); ++i) {
+    if (s.model_outputs[i].defined()) r.tensors[fmt::format("model_output_{}", i)] = s.model_outputs[i];
+  }
+  return r;
+}
+
+void Scheduler::restore(const SchedulerRecord& r) {
+  VI_CHECK(r.scheduler == name(), "scheduler state of '{}' given to {}", r.scheduler, name());
+  auto counter = [&](const char* key) {
+    auto it = r.counters.find(key);
+    VI_CHECK(it != r.counters.end(), "{} state: counter '{}' is missing", name(), key);
+    return it->second;
+  };
+  SchedulerState s;
+  s.num_inference_steps = counter("num_inference_steps");
+  s.step_index = counter("step_index");
+  s.lower_order_nums = counter("lower_order_nums");
+  const int64_t outputs = counter("model_outputs");
+  VI_CHECK(outputs >= 0 && outputs <= 16, "{} state: {} model outputs", name(), outputs);
+  size_t used = 0;
+  for (int64_t i = 0; i < outputs; ++i) {
+    auto it = r.tensors.find(fmt::format("model_output_{}", i));
+    s.model_outputs.push_back(it == r.tensors.end() ? at::Tensor() : it->second);
+    used += it == r.tensors.end() ? 0 : 1;
+  }
+  VI_CHECK(used == r.tensors.size(), "{} state: {} tensors, {} expected", name(), r.tensors.size(), used);
+  load_state(s);
 }
 
 namespace detail {
@@ -112,44 +148,6 @@ std::string get_choice(const core::JsonConfig& config, const std::string& key, c
 }
 
 }  // namespace detail
-
-std::vector<std::string> scheduler_names() { return {"ddim", "dpmsolver++", "sde-dpmsolver++"}; }
-
-std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const core::JsonConfig& config,
-                                          const SchedulerOverrides& overrides) {
-  std::string kind = name;
-  if (kind.empty()) {  // the class the file names
-    const std::string cls = config.get_or<std::string>("_class_name", "");
-    if (cls == "DDIMScheduler") {
-      kind = "ddim";
-    } else if (cls == "DPMSolverMultistepScheduler") {
-      kind = config.get_or<std::string>("algorithm_type", "dpmsolver++");
-    } else {
-      VI_FAIL("{}: scheduler class '{}' is not supported; name one of ddim, dpmsolver++, sde-dpmsolver++",
-              config.origin(), cls);
-    }
-  }
-  if (kind == "ddim") {
-    DDIMConfig c = DDIMConfig::from_json(config);
-    if (overrides.timestep_spacing) c.timestep_spacing = *overrides.timestep_spacing;
-    if (overrides.steps_offset) c.steps_offset = *overrides.steps_offset;
-    if (overrides.eta) c.eta = *overrides.eta;
-    return std::make_unique<DDIMScheduler>(c);
-  }
-  if (kind == "dpmsolver++" || kind == "sde-dpmsolver++") {
-    DPMSolverMultistepConfig c = DPMSolverMultistepConfig::from_json(config);
-    c.algorithm_type = kind;
-    if (overrides.timestep_spacing) c.timestep_spacing = *overrides.timestep_spacing;
-    if (overrides.steps_offset) c.steps_offset = *overrides.steps_offset;
-    if (overrides.use_karras_sigmas) c.use_karras_sigmas = *overrides.use_karras_sigmas;
-    if (overrides.solver_order) c.solver_order = *overrides.solver_order;
-    if (overrides.lower_order_final) c.lower_order_final = *overrides.lower_order_final;
-    if (overrides.euler_at_final) c.euler_at_final = *overrides.euler_at_final;
-    if (overrides.final_sigmas_type) c.final_sigmas_type = *overrides.final_sigmas_type;
-    return std::make_unique<DPMSolverMultistepScheduler>(c);
-  }
-  VI_FAIL("unknown scheduler '{}' (choose one of: ddim, dpmsolver++, sde-dpmsolver++)", name);
-}
 
 void write_scheduler_config(const std::string& dir) {
   std::filesystem::create_directories(dir);

@@ -2,7 +2,7 @@
 // numerically the same as diffusers 0.29.2 in fp32 (coefficients computed in float in the
 // reference's order, tensors updated with the same operations).
 //
-// Usage, as a pipeline's denoising loop does:
+// Usage (make_scheduler: schedulers/registry.h), as a pipeline's denoising loop does:
 //   auto sched = make_scheduler("sde-dpmsolver++", JsonConfig::load(".../scheduler_config.json"));
 //   sched->set_timesteps(30);
 //   latents = noise * sched->init_noise_sigma();
@@ -17,6 +17,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,15 @@ struct SchedulerState {
   int64_t step_index = -1;          // -1 until the first step
   int64_t lower_order_nums = 0;     // multistep: how many previous outputs are usable
   std::vector<at::Tensor> model_outputs;  // multistep history, oldest first (solver_order entries)
+};
+
+// A scheduler's state as a checkpoint stores it, opaque to everything but the scheduler that
+// wrote it. Every tensor holds one row per sample (dim 0 runs over the samples that step() was
+// given), so a caller may split it by rows (one clip's frames) and concatenate rows back.
+struct SchedulerRecord {
+  std::string scheduler;                      // name() of the writer; restore() refuses another's
+  std::map<std::string, int64_t> counters;
+  std::map<std::string, at::Tensor> tensors;  // an absent name is an undefined tensor
 };
 
 class Scheduler {
@@ -61,6 +71,10 @@ class Scheduler {
 
   virtual SchedulerState state() const = 0;
   virtual void load_state(const SchedulerState& state) = 0;
+  // The same state as a named record (checkpoints); restore() throws naming a missing or
+  // foreign entry. The default maps SchedulerState; a scheduler with other state overrides both.
+  virtual SchedulerRecord record() const;
+  virtual void restore(const SchedulerRecord& record);
 
   // The training noise schedule (fp32, num_train_timesteps entries) and, where the sampler has
   // them, the inference sigmas (num_inference_steps + 1 entries, the last one the final sigma).
@@ -89,18 +103,19 @@ struct SchedulerOverrides {
 };
 
 // The reference's effective sampler: DPMSolverMultistepScheduler.from_config(<the model's DDIM
-// config>, algorithm_type="sde-dpmsolver++") (ALGORITHM.md §5).
+// config>, algorithm_type="sde-dpmsolver++") (ALGORITHM.md §5); the registry's first entry.
 inline constexpr const char* kDefaultScheduler = "sde-dpmsolver++";
 
-// The scheduler `name` ("ddim", "dpmsolver++", "sde-dpmsolver++") built from `config` (any
-// diffusers scheduler config: keys the target class does not know are ignored, keys it knows but
-// the file lacks take the target class's defaults, like diffusers' from_config), then the
-// overrides. Unsupported settings (thresholding, v-prediction with DDIM clipping, solver order 3,
-// ...) are refused with an error naming the key.
+// The scheduler `name` ("ddim", "dpmsolver++", "sde-dpmsolver++": Scheduler::name(); empty: the
+// class scheduler_config.json names) built from `config` (any diffusers scheduler config: keys
+// the target class does not know are ignored, keys it knows but the file lacks take the target
+// class's defaults, like diffusers' from_config), then the overrides. Unsupported settings
+// (thresholding, v-prediction with DDIM clipping, solver order 3, ...) are refused with an
+// error naming the key. The schedulers there are: schedulers/registry.h.
 std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const core::JsonConfig& config,
                                           const SchedulerOverrides& overrides = {});
 
-// Names accepted by make_scheduler.
+// Names accepted by make_scheduler, in the registry's order.
 std::vector<std::string> scheduler_names();
 
 // Writes zeroscope_v2_576w's scheduler/scheduler_config.json (DDIM, scaled_linear 0.00085..0.012,
