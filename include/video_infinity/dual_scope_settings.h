@@ -13,6 +13,8 @@ struct Phase {
 };
 
 struct DualScopeSettings {
+  // false: every clip runs alone (plain diffusers per clip, no exchange between clips; ablation).
+  bool enabled = true;
   int64_t attn_padding = 8;     // P: halo frames per side in temporal attention
   int64_t top_k = 16;           // K: global frames kept after the all-gather
   double attn_scale = 1.0;      // multiplies 1/sqrt(head_dim)

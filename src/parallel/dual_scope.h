@@ -6,7 +6,7 @@
 
 #include <ATen/Tensor.h>
 
-#include "parallel/dual_scope_settings.h"
+#include "video_infinity/dual_scope_settings.h"
 
 #include <cstdint>
 #include <vector>
