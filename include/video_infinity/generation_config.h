@@ -1,5 +1,6 @@
 // Every setting of one generation: what the command line, a JSON --config file (ours or the
 // reference implementation's examples/config.json format) and the sidecar JSON speak about.
+// Flags, JSON keys, help and rules of each field: the table in src/pipeline/settings.cpp.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -10,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "parallel/dual_scope_settings.h"
+#include "video_infinity/dual_scope_settings.h"
 
 namespace vi {
 
@@ -42,7 +43,7 @@ struct GenerationConfig {
   double fps = 24.0;               // fps conditioning of the UNet
   double export_fps = 8.0;         // frame rate of the MP4
   int64_t seed = 123;
-  std::string scheduler = "dpmpp-2m-sde";  // dpmpp-2m-sde | dpmpp-2m | ddim
+  std::string scheduler = "dpmpp-2m-sde";  // a --scheduler value (schedulers/registry.h)
   bool karras = false;
   // Execution
   std::string dtype = "auto";      // auto | fp32 | fp16 | bf16
@@ -58,7 +59,6 @@ struct GenerationConfig {
   std::string save_frames;         // directory for lossless PNG frames
   std::string init_latents;        // safetensors with "latents" [1, 4, frames, H/8, W/8]
   std::string save_latents;
-  std::string log_level = "info";
   bool quiet = false;
   // Reliability
   std::string checkpoint_dir;      // per-clip checkpoints go here (empty: none)
@@ -94,7 +94,7 @@ void resolve_config(GenerationConfig& config, int world_size);
 // floor(c / C * P).
 std::vector<std::string> clip_prompts(const GenerationConfig& config);
 
-// Every setting, for the sidecar JSON.
+// Every recorded setting (the table's kResult and kRun entries), for the sidecar JSON.
 nlohmann::json config_to_json(const GenerationConfig& config);
 
 }  // namespace vi

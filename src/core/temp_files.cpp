@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <unistd.h>
 
@@ -119,6 +120,26 @@ int remove_stale_temporaries(const std::string& path) {
     }
   }
   return removed;
+}
+
+void check_writable(const std::string& path, const char* flag) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  VI_CHECK(fs::is_directory(dir), "{}: directory '{}' does not exist", flag, dir.string());
+  const fs::path probe = dir / (".vi-write-test-" + std::to_string(::getpid()));
+  std::ofstream out(probe);
+  VI_CHECK(out.good(), "{}: directory '{}' is not writable", flag, dir.string());
+  out.close();
+  fs::remove(probe);
+}
+
+void check_creatable_dir(const std::string& dir, const char* flag) {
+  namespace fs = std::filesystem;
+  fs::path p = fs::absolute(dir);
+  while (!fs::exists(p) && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
+  VI_CHECK(fs::is_directory(p), "{}: '{}' is not a directory", flag, p.string());
+  check_writable((p / "probe").string(), flag);
 }
 
 }  // namespace vi::core

@@ -19,6 +19,12 @@ void write_file_atomically(const std::string& path, const std::string& bytes);
 // SIGKILL runs no handler); returns how many were removed. Files of running processes stay.
 int remove_stale_temporaries(const std::string& path);
 
+// Throws "<flag>: directory '<dir>' does not exist / is not writable" unless a file can be
+// created beside `path` (checked by creating and removing a probe file).
+void check_writable(const std::string& path, const char* flag);
+// The same for a directory that may not exist yet: it, or its nearest existing ancestor.
+void check_creatable_dir(const std::string& dir, const char* flag);
+
 // Installs the signal handlers (idempotent; call once at start-up, after MPI_Init).
 void install_termination_cleanup();
 

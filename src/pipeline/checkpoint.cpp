@@ -18,7 +18,9 @@ namespace vi::pipeline {
 
 namespace {
 
-constexpr const char* kFormat = "video-infinity checkpoint 1";
+// Format 2 keeps the scheduler's state as its opaque record (format 1 named DPM-Solver's fields).
+constexpr const char* kFormat = "video-infinity checkpoint 2";
+constexpr const char* kTensorPrefix = "scheduler.";
 
 // "step-000012" -> 12; -1 for any other name.
 int64_t parse_step_dir(const std::string& name) {
@@ -43,6 +45,27 @@ int64_t meta_int(const std::map<std::string, std::string>& meta, const std::stri
   VI_FAIL("checkpoint {}: metadata '{}' = '{}' is not an integer", file, key, it->second);
 }
 
+schedulers::SchedulerRecord read_scheduler_record(const core::SafetensorsFile& file, const std::string& path) {
+  const auto& meta = file.metadata();
+  schedulers::SchedulerRecord r;
+  auto name = meta.find("scheduler");
+  auto counters = meta.find("scheduler_counters");
+  VI_CHECK(name != meta.end() && counters != meta.end(),
+           "checkpoint {}: metadata 'scheduler' and 'scheduler_counters' are needed", path);
+  r.scheduler = name->second;
+  const nlohmann::json c = nlohmann::json::parse(counters->second, nullptr, /*allow_exceptions=*/false);
+  VI_CHECK(c.is_object(), "checkpoint {}: metadata 'scheduler_counters' is not a JSON object", path);
+  for (const auto& [k, v] : c.items()) {
+    VI_CHECK(v.is_number_integer(), "checkpoint {}: scheduler counter '{}' is not an integer", path, k);
+    r.counters[k] = v.get<int64_t>();
+  }
+  const std::string prefix = kTensorPrefix;
+  for (const auto& t : file.tensors()) {
+    if (t.name.rfind(prefix, 0) == 0) r.tensors[t.name.substr(prefix.size())] = file.tensor(t.name).clone();
+  }
+  return r;
+}
+
 }  // namespace
 
 CheckpointDir::CheckpointDir(std::string dir, nlohmann::json fingerprint)
@@ -56,25 +79,19 @@ std::string CheckpointDir::clip_file(int64_t steps_done, int64_t clip) const {
   return (fs::path(step_dir(steps_done)) / fmt::format("clip-{:05d}.safetensors", clip)).string();
 }
 
-void CheckpointDir::write(const CheckpointStep& step, const ClipCheckpoint& clip) const {
+void CheckpointDir::write(const ClipCheckpoint& clip) const {
   std::error_code ec;
-  fs::create_directories(step_dir(step.steps_done), ec);
-  VI_CHECK(!ec, "--checkpoint-dir: cannot create '{}': {}", step_dir(step.steps_done), ec.message());
+  fs::create_directories(step_dir(clip.steps_done), ec);
+  VI_CHECK(!ec, "--checkpoint-dir: cannot create '{}': {}", step_dir(clip.steps_done), ec.message());
   std::vector<std::pair<std::string, at::Tensor>> tensors = {{"latents", clip.latents.to(at::kFloat)},
                                                               {"generator_state", clip.generator_state}};
-  std::string defined;
-  for (size_t i = 0; i < clip.history.size(); ++i) {
-    defined += clip.history[i].defined() ? '1' : '0';
-    if (clip.history[i].defined()) tensors.emplace_back(fmt::format("history_{}", i), clip.history[i]);
-  }
-  core::save_safetensors(clip_file(step.steps_done, clip.clip), tensors,
+  for (const auto& [name, t] : clip.scheduler.tensors) tensors.emplace_back(kTensorPrefix + name, t);
+  core::save_safetensors(clip_file(clip.steps_done, clip.clip), tensors,
                          {{"format", kFormat},
                           {"clip", std::to_string(clip.clip)},
-                          {"steps_done", std::to_string(step.steps_done)},
-                          {"step_index", std::to_string(step.step_index)},
-                          {"lower_order_nums", std::to_string(step.lower_order_nums)},
-                          {"num_inference_steps", std::to_string(step.num_inference_steps)},
-                          {"history", defined},
+                          {"steps_done", std::to_string(clip.steps_done)},
+                          {"scheduler", clip.scheduler.scheduler},
+                          {"scheduler_counters", nlohmann::json(clip.scheduler.counters).dump()},
                           {"settings", fingerprint_.dump()}});
 }
 
@@ -95,13 +112,39 @@ std::vector<int64_t> CheckpointDir::complete_steps(const std::vector<int64_t>& c
   return steps;
 }
 
-ClipCheckpoint CheckpointDir::read(int64_t steps_done, int64_t clip, CheckpointStep* step) const {
+ClipCheckpoint CheckpointDir::read(int64_t steps_done, int64_t clip) const {
   const std::string path = clip_file(steps_done, clip);
   core::SafetensorsFile file(path);  // strict: a damaged file is an error naming it
   const auto& meta = file.metadata();
   auto format = meta.find("format");
-  VI_CHECK(format != meta.end() && format->second == kFormat, "checkpoint {}: not a video-infinity checkpoint", path);
+  VI_CHECK(format != meta.end() && format->second.rfind("video-infinity checkpoint", 0) == 0,
+           "checkpoint {}: not a video-infinity checkpoint", path);
+  VI_CHECK(format->second == kFormat,
+           "checkpoint {}: format '{}' of another video-infinity version, this one reads '{}' (resume with that "
+           "version, or start afresh with another --checkpoint-dir)",
+           path, format->second, kFormat);
+  check_fingerprint(meta, path);
 
+  ClipCheckpoint out;
+  out.clip = clip;
+  out.steps_done = meta_int(meta, "steps_done", path);
+  const int64_t saved_clip = meta_int(meta, "clip", path);
+  VI_CHECK(out.steps_done == steps_done && saved_clip == clip,
+           "checkpoint {}: holds clip {} after {} steps, its name says clip {} after {}", path, saved_clip,
+           out.steps_done, clip, steps_done);
+  VI_CHECK(file.find("latents") && file.find("generator_state"),
+           "checkpoint {}: needs tensors 'latents' and 'generator_state'", path);
+  out.latents = file.tensor("latents").to(at::kFloat).clone();
+  out.generator_state = file.tensor("generator_state").clone();
+  VI_CHECK(out.generator_state.scalar_type() == at::kByte && out.generator_state.dim() == 1,
+           "checkpoint {}: 'generator_state' must be a 1-d uint8 tensor", path);
+  out.scheduler = read_scheduler_record(file, path);
+  VI_CHECK(file.tensors().size() == 2 + out.scheduler.tensors.size(), "checkpoint {}: {} tensors, expected {}",
+           path, file.tensors().size(), 2 + out.scheduler.tensors.size());
+  return out;
+}
+
+void CheckpointDir::check_fingerprint(const std::map<std::string, std::string>& meta, const std::string& path) const {
   // The settings that decide the result must be those of this run.
   auto settings = meta.find("settings");
   VI_CHECK(settings != meta.end(), "checkpoint {}: metadata 'settings' is missing", path);
@@ -120,42 +163,6 @@ ClipCheckpoint CheckpointDir::read(int64_t steps_done, int64_t clip, CheckpointS
            "--resume: checkpoint {} was made with other settings (use the same settings, or another "
            "--checkpoint-dir):{}",
            path, differences);
-
-  CheckpointStep s;
-  s.steps_done = meta_int(meta, "steps_done", path);
-  s.step_index = meta_int(meta, "step_index", path);
-  s.lower_order_nums = meta_int(meta, "lower_order_nums", path);
-  s.num_inference_steps = meta_int(meta, "num_inference_steps", path);
-  const int64_t saved_clip = meta_int(meta, "clip", path);
-  VI_CHECK(s.steps_done == steps_done && saved_clip == clip,
-           "checkpoint {}: holds clip {} after {} steps, its name says clip {} after {}", path, saved_clip,
-           s.steps_done, clip, steps_done);
-  if (step != nullptr) *step = s;
-
-  ClipCheckpoint out;
-  out.clip = clip;
-  VI_CHECK(file.find("latents") && file.find("generator_state"),
-           "checkpoint {}: needs tensors 'latents' and 'generator_state'", path);
-  out.latents = file.tensor("latents").to(at::kFloat).clone();
-  out.generator_state = file.tensor("generator_state").clone();
-  VI_CHECK(out.generator_state.scalar_type() == at::kByte && out.generator_state.dim() == 1,
-           "checkpoint {}: 'generator_state' must be a 1-d uint8 tensor", path);
-  auto history = meta.find("history");
-  VI_CHECK(history != meta.end(), "checkpoint {}: metadata 'history' is missing", path);
-  size_t expected = 2;
-  for (size_t i = 0; i < history->second.size(); ++i) {
-    if (history->second[i] == '1') {
-      const std::string name = fmt::format("history_{}", i);
-      VI_CHECK(file.find(name) != nullptr, "checkpoint {}: tensor '{}' is missing", path, name);
-      out.history.push_back(file.tensor(name).clone());
-      ++expected;
-    } else {
-      out.history.emplace_back();
-    }
-  }
-  VI_CHECK(file.tensors().size() == expected, "checkpoint {}: {} tensors, expected {}", path, file.tensors().size(),
-           expected);
-  return out;
 }
 
 void CheckpointDir::remove_older_than(int64_t steps_done) const {

@@ -3,9 +3,10 @@
 // from ranks).
 //
 // Layout:  DIR/step-000012/clip-00003.safetensors   after 12 of the steps, clip 3
-// A clip file holds the clip's latents [1, C, F, h, w] fp32, its rows of the scheduler's
-// multistep history ([F, C, h, w] each), its noise generator's state (uint8) and, in the
-// metadata, the step counters and the settings that decide the result (the fingerprint).
+// A clip file holds the clip's latents [1, C, F, h, w] fp32, its noise generator's state (uint8),
+// the clip's rows of the scheduler's record (tensors "scheduler.<name>", counters and the
+// scheduler's name in the metadata: opaque here) and the settings that decide the result (the
+// fingerprint).
 // Files are written to a temporary name and renamed, so a file is complete or absent.
 #pragma once
 
@@ -13,9 +14,12 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "schedulers/scheduler.h"
 
 namespace vi::parallel {
 class Communicator;
@@ -23,19 +27,12 @@ class Communicator;
 
 namespace vi::pipeline {
 
-// The scheduler counters shared by all clips at a step boundary.
-struct CheckpointStep {
-  int64_t steps_done = 0;         // steps completed; the loop continues at this index
-  int64_t step_index = -1;        // SchedulerState
-  int64_t lower_order_nums = 0;
-  int64_t num_inference_steps = 0;
-};
-
 struct ClipCheckpoint {
-  int64_t clip = 0;                    // global clip index
-  at::Tensor latents;                  // [1, C, F, h, w] fp32
-  std::vector<at::Tensor> history;     // the clip's rows of each model_outputs entry; undefined = none yet
-  at::Tensor generator_state;          // uint8, CPU generator state
+  int64_t clip = 0;                        // global clip index
+  int64_t steps_done = 0;                  // steps completed; the loop continues at this index
+  at::Tensor latents;                      // [1, C, F, h, w] fp32
+  at::Tensor generator_state;              // uint8, CPU generator state
+  schedulers::SchedulerRecord scheduler;   // the clip's rows of every tensor
 };
 
 class CheckpointDir {
@@ -48,7 +45,7 @@ class CheckpointDir {
   std::string clip_file(int64_t steps_done, int64_t clip) const;
 
   // Writes one clip's file atomically (creating the step directory).
-  void write(const CheckpointStep& step, const ClipCheckpoint& clip) const;
+  void write(const ClipCheckpoint& clip) const;
 
   // The step counts (ascending) at which every clip in `clips` has a file here. A file that
   // exists is complete (atomic rename); its content is checked by read().
@@ -56,12 +53,14 @@ class CheckpointDir {
 
   // Reads clip `clip` after `steps_done` steps. Throws naming the file when it is unreadable,
   // was written for other settings (listing each differing setting), or has unexpected tensors.
-  ClipCheckpoint read(int64_t steps_done, int64_t clip, CheckpointStep* step) const;
+  ClipCheckpoint read(int64_t steps_done, int64_t clip) const;
 
   // Removes the step directories with fewer than `steps_done` steps (older checkpoints).
   void remove_older_than(int64_t steps_done) const;
 
  private:
+  void check_fingerprint(const std::map<std::string, std::string>& metadata, const std::string& path) const;
+
   std::string dir_;
   nlohmann::json fingerprint_;
 };

@@ -9,6 +9,8 @@
 
 #include "core/check.h"
 #include "core/json_config.h"
+#include "pipeline/settings.h"
+#include "schedulers/registry.h"
 
 namespace fs = std::filesystem;
 
@@ -70,21 +72,58 @@ void read_phase(const core::JsonConfig& c, const char* key, parallel::Phase& pha
   p.warn_unread();
 }
 
-std::string parse_torch_dtype(const std::string& value, const std::string& origin) {
-  if (value == "torch.float16" || value == "float16" || value == "fp16" || value == "half") return "fp16";
-  if (value == "torch.bfloat16" || value == "bfloat16" || value == "bf16") return "bf16";
-  if (value == "torch.float32" || value == "float32" || value == "fp32" || value == "float") return "fp32";
-  if (value == "auto") return "auto";
-  VI_FAIL("{}: key 'dtype': unknown dtype '{}' (expected auto, fp32, fp16, bf16 or torch.float16/...)", origin, value);
+// clips (default: one per rank), frames and frames per clip from whichever were given.
+void resolve_geometry(GenerationConfig& cfg, int world_size) {
+  constexpr int64_t kMaxClips = 1 << 16, kMaxFramesPerClip = 1 << 16;
+  if (cfg.clips == 0) cfg.clips = world_size;
+  VI_CHECK(cfg.clips <= kMaxClips, "{} ranks: more than the {} clips a job may have", world_size, kMaxClips);
+  VI_CHECK(cfg.clips % world_size == 0, "--clips {} is not a multiple of the number of ranks ({})", cfg.clips,
+           world_size);
+  if (cfg.frames > 0) {
+    VI_CHECK(cfg.frames % cfg.clips == 0, "--frames {} is not divisible by --clips {} (each clip has as many frames)",
+             cfg.frames, cfg.clips);
+    const int64_t per_clip = cfg.frames / cfg.clips;
+    VI_CHECK(cfg.frames_per_clip == 0 || cfg.frames_per_clip == per_clip,
+             "--frames {} / --clips {} = {} frames per clip, but --frames-per-clip is {}", cfg.frames, cfg.clips,
+             per_clip, cfg.frames_per_clip);
+    VI_CHECK(per_clip <= kMaxFramesPerClip, "--frames {} / --clips {} = {} frames per clip, more than the {} allowed",
+             cfg.frames, cfg.clips, per_clip, kMaxFramesPerClip);
+    cfg.frames_per_clip = per_clip;
+  }
+  if (cfg.frames_per_clip == 0) cfg.frames_per_clip = 24;  // the reference's num_frames
+  cfg.frames = cfg.frames_per_clip * cfg.clips;
 }
 
-}  // namespace
+// Rules that tie settings together (each setting's own rule is in the table).
+void check_combinations(const GenerationConfig& cfg) {
+  const auto& s = cfg.dual_scope;
+  // NaN or infinite settings (a JSON config may hold Python's NaN / Infinity) would poison the
+  // attention silently.
+  for (const auto* phase : {&s.local_phase, &s.global_phase}) {
+    VI_CHECK(std::isfinite(phase->t) && std::isfinite(phase->local_bias) && std::isfinite(phase->global_bias),
+             "--phase-t / --local-bias / --global-bias must be finite numbers, got t {}, local {}, global {}",
+             phase->t, phase->local_bias, phase->global_bias);
+  }
+  VI_CHECK(cfg.frames_per_clip >= s.attn_padding,
+           "--frames-per-clip {} is smaller than the attention halo --attn-padding {}", cfg.frames_per_clip,
+           s.attn_padding);
+  VI_CHECK(cfg.frames_per_clip >= s.conv_padding,
+           "--frames-per-clip {} is smaller than the temporal-conv halo --conv-padding {}", cfg.frames_per_clip,
+           s.conv_padding);
+  VI_CHECK(!cfg.karras || schedulers::scheduler_for_flag(cfg.scheduler).karras,
+           "--karras applies to schedulers with Karras sigmas, not {}", cfg.scheduler);
+  VI_CHECK(cfg.checkpoint_every == 0 || !cfg.checkpoint_dir.empty(),
+           "--checkpoint-every {} needs --checkpoint-dir", cfg.checkpoint_every);
+  VI_CHECK(!cfg.resume || !cfg.checkpoint_dir.empty(), "--resume needs --checkpoint-dir (where the checkpoints are)");
+  for (const auto& fp : cfg.frame_prompts) {
+    VI_CHECK(fp.first_frame < cfg.frames, "prompts file: range starting at frame {} lies beyond the video's {} frames",
+             fp.first_frame, cfg.frames);
+  }
+}
 
-void apply_config_json(GenerationConfig& cfg, const nlohmann::json& json, const std::string& origin) {
-  core::JsonConfig c(json, origin);
-  // --- the reference's keys -----------------------------------------------------------------
-  if (auto d = c.get_optional<std::string>("dtype")) cfg.dtype = parse_torch_dtype(*d, origin);
-  read(c, "seed", cfg.seed);
+// The reference's examples/config.json: pipe_configs and plugin_configs (its top-level dtype and
+// seed are our keys too, read by the table).
+void apply_reference_config(GenerationConfig& cfg, const core::JsonConfig& c) {
   // Launch details of the reference's own multiprocessing; mpirun decides these here.
   c.ignore({"devices", "master_port"});
   std::string base_path;
@@ -133,50 +172,14 @@ void apply_config_json(GenerationConfig& cfg, const nlohmann::json& json, const 
     plugins.ignore({"conv_3d", "group_norm"});
     plugins.warn_unread();
   }
-  // --- our own keys, named like the flags ----------------------------------------------------
-  read(c, "model", cfg.model_dir);
-  read(c, "unet", cfg.unet_dir);
-  if (c.has("prompt")) {
-    const auto& v = c.json().at("prompt");
-    cfg.prompts = v.is_array() ? c.get<std::vector<std::string>>("prompt")
-                               : std::vector<std::string>{c.get<std::string>("prompt")};
-  }
-  read(c, "prompts", cfg.prompts);
-  read(c, "prompts_file", cfg.prompts_file);
-  read(c, "negative_prompt", cfg.negative_prompt);
-  read(c, "frames", cfg.frames);
-  read(c, "frames_per_clip", cfg.frames_per_clip);
-  read(c, "clips", cfg.clips);
-  read(c, "height", cfg.height);
-  read(c, "width", cfg.width);
-  read(c, "steps", cfg.steps);
-  read(c, "guidance", cfg.guidance);
-  read(c, "fps", cfg.fps);
-  read(c, "export_fps", cfg.export_fps);
-  read(c, "scheduler", cfg.scheduler);
-  read(c, "karras", cfg.karras);
-  read(c, "device", cfg.device);
-  read(c, "frame_chunk", cfg.frame_chunk);
-  read(c, "vae_chunk", cfg.vae_chunk);
-  read(c, "channels_last", cfg.channels_last);
-  read(c, "cfg_serial", cfg.cfg_serial);
-  read(c, "attn_padding", cfg.dual_scope.attn_padding);
-  read(c, "attn_top_k", cfg.dual_scope.top_k);
-  read(c, "conv_padding", cfg.dual_scope.conv_padding);
-  read(c, "attn_scale", cfg.dual_scope.attn_scale);
-  read(c, "token_num_scale", cfg.dual_scope.token_num_scale);
-  read(c, "sync_groupnorm", cfg.dual_scope.sync_groupnorm);
-  read(c, "mask_edge_halos", cfg.dual_scope.mask_edge_halos);
-  read(c, "output", cfg.output);
-  read(c, "save_frames", cfg.save_frames);
-  read(c, "init_latents", cfg.init_latents);
-  read(c, "save_latents", cfg.save_latents);
-  read(c, "log_level", cfg.log_level);
-  read(c, "quiet", cfg.quiet);
-  read(c, "checkpoint_dir", cfg.checkpoint_dir);
-  read(c, "checkpoint_every", cfg.checkpoint_every);
-  read(c, "resume", cfg.resume);
-  read(c, "comm_timeout", cfg.comm_timeout);
+}
+
+}  // namespace
+
+void apply_config_json(GenerationConfig& cfg, const nlohmann::json& json, const std::string& origin) {
+  core::JsonConfig c(json, origin);
+  apply_reference_config(cfg, c);
+  pipeline::read_settings(c, cfg);  // our keys, named like the flags
   c.warn_unread();
 }
 
@@ -235,82 +238,10 @@ void resolve_config(GenerationConfig& cfg, int world_size) {
     read_prompts_file(cfg, cfg.prompts_file);
   }
   VI_CHECK(!cfg.prompts.empty() || !cfg.frame_prompts.empty(), "--prompt: no prompt given (use --prompt or --prompts-file)");
-  VI_CHECK(cfg.clips >= 0, "--clips must be positive, got {}", cfg.clips);
-  VI_CHECK(cfg.frames >= 0, "--frames must be positive, got {}", cfg.frames);
-  VI_CHECK(cfg.frames_per_clip >= 0, "--frames-per-clip must be positive, got {}", cfg.frames_per_clip);
-  // Bounds far past any real job (the paper's longest video is 2,300 frames in 8 clips) that keep
-  // frames = clips x frames per clip and the per-clip bookkeeping from overflowing.
-  constexpr int64_t kMaxClips = 1 << 16, kMaxFramesPerClip = 1 << 16, kMaxSide = 1 << 14;
-  VI_CHECK(cfg.clips <= kMaxClips, "--clips must be at most {}, got {}", kMaxClips, cfg.clips);
-  VI_CHECK(cfg.frames_per_clip <= kMaxFramesPerClip, "--frames-per-clip must be at most {}, got {}",
-           kMaxFramesPerClip, cfg.frames_per_clip);
-  if (cfg.clips == 0) cfg.clips = world_size;
-  VI_CHECK(cfg.clips <= kMaxClips, "{} ranks: more than the {} clips a job may have", world_size, kMaxClips);
-  VI_CHECK(cfg.clips % world_size == 0, "--clips {} is not a multiple of the number of ranks ({})", cfg.clips,
-           world_size);
-  if (cfg.frames > 0) {
-    VI_CHECK(cfg.frames % cfg.clips == 0, "--frames {} is not divisible by --clips {} (each clip has as many frames)",
-             cfg.frames, cfg.clips);
-    const int64_t per_clip = cfg.frames / cfg.clips;
-    VI_CHECK(cfg.frames_per_clip == 0 || cfg.frames_per_clip == per_clip,
-             "--frames {} / --clips {} = {} frames per clip, but --frames-per-clip is {}", cfg.frames, cfg.clips,
-             per_clip, cfg.frames_per_clip);
-    VI_CHECK(per_clip <= kMaxFramesPerClip, "--frames {} / --clips {} = {} frames per clip, more than the {} allowed",
-             cfg.frames, cfg.clips, per_clip, kMaxFramesPerClip);
-    cfg.frames_per_clip = per_clip;
-  }
-  if (cfg.frames_per_clip == 0) cfg.frames_per_clip = 24;  // the reference's num_frames
-  cfg.frames = cfg.frames_per_clip * cfg.clips;
-  const auto& s = cfg.dual_scope;
-  VI_CHECK(s.attn_padding >= 0, "--attn-padding must be >= 0, got {}", s.attn_padding);
-  VI_CHECK(s.conv_padding >= 0, "--conv-padding must be >= 0, got {}", s.conv_padding);
-  VI_CHECK(s.top_k >= 0, "--attn-top-k must be >= 0, got {}", s.top_k);
-  // NaN or infinite settings (a JSON config may hold Python's NaN / Infinity) would poison the
-  // attention silently.
-  VI_CHECK(std::isfinite(s.attn_scale) && s.attn_scale > 0, "--attn-scale must be a positive number, got {}",
-           s.attn_scale);
-  for (const auto* phase : {&s.local_phase, &s.global_phase}) {
-    VI_CHECK(std::isfinite(phase->t) && std::isfinite(phase->local_bias) && std::isfinite(phase->global_bias),
-             "--phase-t / --local-bias / --global-bias must be finite numbers, got t {}, local {}, global {}",
-             phase->t, phase->local_bias, phase->global_bias);
-  }
-  VI_CHECK(cfg.frames_per_clip >= s.attn_padding,
-           "--frames-per-clip {} is smaller than the attention halo --attn-padding {}", cfg.frames_per_clip,
-           s.attn_padding);
-  VI_CHECK(cfg.frames_per_clip >= s.conv_padding,
-           "--frames-per-clip {} is smaller than the temporal-conv halo --conv-padding {}", cfg.frames_per_clip,
-           s.conv_padding);
-  VI_CHECK(cfg.height > 0 && cfg.height % 8 == 0 && cfg.height <= kMaxSide,
-           "--height must be a positive multiple of 8 up to {}, got {}", kMaxSide, cfg.height);
-  VI_CHECK(cfg.width > 0 && cfg.width % 8 == 0 && cfg.width <= kMaxSide,
-           "--width must be a positive multiple of 8 up to {}, got {}", kMaxSide, cfg.width);
-  VI_CHECK(cfg.steps >= 1, "--steps must be at least 1, got {}", cfg.steps);
-  VI_CHECK(cfg.steps <= 1000, "--steps must be at most 1000 (the training schedule), got {}", cfg.steps);
-  VI_CHECK(cfg.guidance >= 0 && std::isfinite(cfg.guidance), "--guidance must be >= 0, got {}", cfg.guidance);
-  VI_CHECK(cfg.fps > 0 && std::isfinite(cfg.fps), "--fps must be positive, got {}", cfg.fps);
-  VI_CHECK(cfg.export_fps > 0 && std::isfinite(cfg.export_fps), "--export-fps must be positive, got {}",
-           cfg.export_fps);
-  VI_CHECK(cfg.scheduler == "dpmpp-2m-sde" || cfg.scheduler == "dpmpp-2m" || cfg.scheduler == "ddim",
-           "--scheduler: unknown scheduler '{}' (expected dpmpp-2m-sde, dpmpp-2m or ddim)", cfg.scheduler);
-  VI_CHECK(!(cfg.karras && cfg.scheduler == "ddim"), "--karras applies to the DPM schedulers, not ddim");
-  VI_CHECK(cfg.dtype == "auto" || cfg.dtype == "fp32" || cfg.dtype == "fp16" || cfg.dtype == "bf16",
-           "--dtype: unknown dtype '{}' (expected auto, fp32, fp16 or bf16)", cfg.dtype);
-  VI_CHECK(cfg.device == "auto" || cfg.device == "cpu" || cfg.device == "cuda",
-           "--device: unknown device '{}' (expected auto, cpu or cuda)", cfg.device);
-  VI_CHECK(cfg.frame_chunk >= 0, "--frame-chunk must be >= 0, got {}", cfg.frame_chunk);
-  VI_CHECK(cfg.vae_chunk >= 1, "--vae-chunk must be >= 1, got {}", cfg.vae_chunk);
-  VI_CHECK(!cfg.output.empty(), "--output: empty path");
-  VI_CHECK(cfg.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", cfg.checkpoint_every);
-  VI_CHECK(cfg.checkpoint_every == 0 || !cfg.checkpoint_dir.empty(),
-           "--checkpoint-every {} needs --checkpoint-dir", cfg.checkpoint_every);
-  VI_CHECK(!cfg.resume || !cfg.checkpoint_dir.empty(), "--resume needs --checkpoint-dir (where the checkpoints are)");
+  pipeline::check_settings(cfg);  // each setting's own rule (the table)
+  resolve_geometry(cfg, world_size);
+  check_combinations(cfg);
   if (!cfg.checkpoint_dir.empty() && cfg.checkpoint_every == 0) cfg.checkpoint_every = 5;
-  VI_CHECK(cfg.comm_timeout >= 0 && std::isfinite(cfg.comm_timeout),
-           "--comm-timeout must be >= 0 seconds (0: wait forever), got {}", cfg.comm_timeout);
-  for (const auto& fp : cfg.frame_prompts) {
-    VI_CHECK(fp.first_frame < cfg.frames, "prompts file: range starting at frame {} lies beyond the video's {} frames",
-             fp.first_frame, cfg.frames);
-  }
 }
 
 std::vector<std::string> clip_prompts(const GenerationConfig& cfg) {
@@ -334,54 +265,7 @@ std::vector<std::string> clip_prompts(const GenerationConfig& cfg) {
 }
 
 nlohmann::json config_to_json(const GenerationConfig& cfg) {
-  const auto& s = cfg.dual_scope;
-  nlohmann::json ranges = nlohmann::json::array();
-  for (const auto& fp : cfg.frame_prompts) {
-    ranges.push_back({{"first_frame", fp.first_frame}, {"last_frame", fp.last_frame}, {"prompt", fp.text}});
-  }
-  return {
-      {"model", cfg.model_dir},
-      {"unet", cfg.unet_dir},
-      {"prompts", cfg.prompts},
-      {"frame_prompts", ranges},
-      {"negative_prompt", cfg.negative_prompt},
-      {"frames", cfg.frames},
-      {"frames_per_clip", cfg.frames_per_clip},
-      {"clips", cfg.clips},
-      {"height", cfg.height},
-      {"width", cfg.width},
-      {"steps", cfg.steps},
-      {"guidance", cfg.guidance},
-      {"fps", cfg.fps},
-      {"export_fps", cfg.export_fps},
-      {"seed", cfg.seed},
-      {"scheduler", cfg.scheduler},
-      {"karras", cfg.karras},
-      {"dtype", cfg.dtype},
-      {"device", cfg.device},
-      {"frame_chunk", cfg.frame_chunk},
-      {"vae_chunk", cfg.vae_chunk},
-      {"channels_last", cfg.channels_last},
-      {"cfg_serial", cfg.cfg_serial},
-      {"attn_padding", s.attn_padding},
-      {"attn_top_k", s.top_k},
-      {"conv_padding", s.conv_padding},
-      {"attn_scale", s.attn_scale},
-      {"token_num_scale", s.token_num_scale},
-      {"dynamic_scale", s.dynamic_scale},
-      {"local_phase", {{"t", s.local_phase.t}, {"local_bias", s.local_phase.local_bias}, {"global_bias", s.local_phase.global_bias}}},
-      {"global_phase", {{"t", s.global_phase.t}, {"local_bias", s.global_phase.local_bias}, {"global_bias", s.global_phase.global_bias}}},
-      {"sync_groupnorm", s.sync_groupnorm},
-      {"mask_edge_halos", s.mask_edge_halos},
-      {"output", cfg.output},
-      {"save_frames", cfg.save_frames},
-      {"init_latents", cfg.init_latents},
-      {"save_latents", cfg.save_latents},
-      {"checkpoint_dir", cfg.checkpoint_dir},
-      {"checkpoint_every", cfg.checkpoint_every},
-      {"resume", cfg.resume},
-      {"comm_timeout", cfg.comm_timeout},
-  };
+  return pipeline::settings_to_json(cfg, pipeline::Record::kRun);
 }
 
 }  // namespace vi

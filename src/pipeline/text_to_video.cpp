@@ -11,7 +11,9 @@
 #include "core/check.h"
 #include "core/json_config.h"
 #include "core/safetensors.h"
-#include "parallel/dual_scope_context.h"
+#include "parallel/temporal_strategy.h"
+#include "pipeline/settings.h"
+#include "schedulers/registry.h"
 
 namespace vi::pipeline {
 
@@ -20,25 +22,39 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-}  // namespace
-
-nlohmann::json result_settings(const GenerationConfig& config, c10::ScalarType dtype, bool dual_scope) {
-  nlohmann::json j = config_to_json(config);
-  for (const char* key : {"model", "unet", "output", "save_frames", "save_latents", "init_latents", "export_fps",
-                          "frame_chunk", "vae_chunk", "channels_last", "cfg_serial", "device", "dtype",
-                          "checkpoint_dir", "checkpoint_every", "resume", "comm_timeout"}) {
-    j.erase(key);
-  }
-  j["dtype"] = c10::toString(dtype);
-  j["dual_scope"] = dual_scope;
-  return j;
+// Rows [begin, begin + rows) of every tensor of a scheduler record: one clip's share.
+schedulers::SchedulerRecord clip_rows(const schedulers::SchedulerRecord& all, int64_t begin, int64_t rows) {
+  schedulers::SchedulerRecord r{all.scheduler, all.counters, {}};
+  for (const auto& [name, t] : all.tensors) r.tensors[name] = t.narrow(0, begin, rows);
+  return r;
 }
 
-std::string scheduler_for_flag(const std::string& flag) {
-  if (flag == "dpmpp-2m-sde") return "sde-dpmsolver++";
-  if (flag == "dpmpp-2m") return "dpmsolver++";
-  if (flag == "ddim") return "ddim";
-  VI_FAIL("--scheduler: unknown scheduler '{}' (expected dpmpp-2m-sde, dpmpp-2m or ddim)", flag);
+// The local clips' records as one, rows in clip order (as the loop lays them out).
+schedulers::SchedulerRecord join_clip_records(const std::vector<schedulers::SchedulerRecord>& clips,
+                                              const std::string& where, c10::Device device) {
+  schedulers::SchedulerRecord r{clips.at(0).scheduler, clips[0].counters, {}};
+  for (const auto& [name, first] : clips[0].tensors) {
+    std::vector<at::Tensor> rows;
+    for (const auto& c : clips) {
+      auto it = c.tensors.find(name);
+      VI_CHECK(it != c.tensors.end(), "checkpoint {}: the clips' scheduler states differ ('{}')", where, name);
+      rows.push_back(it->second);
+    }
+    r.tensors[name] = at::cat(rows, 0).to(device);
+  }
+  for (const auto& c : clips) {
+    VI_CHECK(c.scheduler == r.scheduler && c.counters == r.counters && c.tensors.size() == r.tensors.size(),
+             "checkpoint {}: the clips' scheduler states differ", where);
+  }
+  return r;
+}
+
+}  // namespace
+
+nlohmann::json result_settings(const GenerationConfig& config, c10::ScalarType dtype) {
+  nlohmann::json j = settings_to_json(config, Record::kResult);
+  j["dtype"] = c10::toString(dtype);  // what "auto" became
+  return j;
 }
 
 c10::Device resolve_device(const std::string& flag, int local_rank) {
@@ -75,11 +91,7 @@ TextToVideoPipeline::TextToVideoPipeline(const GenerationConfig& config, paralle
     : config_(config), comm_(comm), device_(device), dtype_(dtype), options_(std::move(options)) {
   set_cudnn_benchmark(device_, true);
   layout_ = parallel::ClipLayout::make(config_.clips, config_.frames_per_clip, comm_);
-  if (options_.dual_scope) {
-    context_ = std::make_unique<parallel::DualScopeContext>(config_.dual_scope, layout_, comm_);
-  } else {
-    context_ = std::make_unique<models::PlainTemporalContext>();
-  }
+  context_ = parallel::make_temporal_context(config_.dual_scope, layout_, comm_);
   for (int64_t j = 0; j < layout_.local_clips; ++j) {
     generators_.push_back(at::make_generator<at::CPUGeneratorImpl>(
         static_cast<uint64_t>(config_.seed + layout_.first_clip + j)));
@@ -96,18 +108,15 @@ void TextToVideoPipeline::load() {
   unet_->set_frame_chunk(config_.frame_chunk);
   unet_->set_channels_last(config_.channels_last);
   vae_ = models::load_vae(paths_.vae, dtype_, device_);
+  // The sampler from the model's own scheduler config (the reference: DPM-Solver from its DDIM one).
+  const auto& entry = schedulers::scheduler_for_flag(config_.scheduler);
   schedulers::SchedulerOverrides overrides;
-  if (config_.scheduler != "ddim") {
-    // The reference's sampler: DPMSolverMultistep from the model's DDIM config (linspace).
-    overrides.use_karras_sigmas = config_.karras;
-  }
-  scheduler_ = schedulers::make_scheduler(scheduler_for_flag(config_.scheduler),
-                                          core::JsonConfig::load(paths_.scheduler + "/scheduler_config.json"),
-                                          overrides);
+  if (entry.karras) overrides.use_karras_sigmas = config_.karras;
+  scheduler_ = schedulers::make_scheduler(entry.name,
+                                          core::JsonConfig::load(paths_.scheduler + "/scheduler_config.json"), overrides);
   scheduler_->set_timesteps(config_.steps);
   if (!config_.checkpoint_dir.empty()) {
-    checkpoints_ = std::make_unique<CheckpointDir>(config_.checkpoint_dir,
-                                                   result_settings(config_, dtype_, options_.dual_scope));
+    checkpoints_ = std::make_unique<CheckpointDir>(config_.checkpoint_dir, result_settings(config_, dtype_));
   }
   VI_CHECK(unet_->config().cross_attention_dim == text_encoder_->config().hidden_size,
            "{}: UNet cross_attention_dim {} does not match the text encoder's hidden size {} ({})", paths_.unet,
@@ -161,7 +170,6 @@ at::Tensor TextToVideoPipeline::initial_latents() {
   return at::cat(clips, 0).mul_(scheduler_->init_noise_sigma());  // [Cl, 4, F, h, w]
 }
 
-// 4. The denoising loop.
 // 3b. Resume: the newest checkpoint all ranks have.
 int64_t TextToVideoPipeline::resume(at::Tensor& latents) {
   if (!config_.resume) return 0;
@@ -175,40 +183,18 @@ int64_t TextToVideoPipeline::resume(at::Tensor& latents) {
     return 0;
   }
   std::vector<at::Tensor> clip_latents;
-  std::vector<std::vector<at::Tensor>> histories;
-  schedulers::SchedulerState state;
+  std::vector<schedulers::SchedulerRecord> records;
   for (int64_t j = 0; j < layout_.local_clips; ++j) {
-    CheckpointStep step;
-    ClipCheckpoint c = checkpoints_->read(*newest, clips[static_cast<size_t>(j)], &step);
+    ClipCheckpoint c = checkpoints_->read(*newest, clips[static_cast<size_t>(j)]);
     const std::string file = checkpoints_->clip_file(*newest, c.clip);
     VI_CHECK(c.latents.sizes().vec() == latents.narrow(0, j, 1).sizes().vec(),
              "checkpoint {}: latents of shape {}, this run needs {}", file, core::shape_str(c.latents.sizes().vec()),
              core::shape_str(latents.narrow(0, j, 1).sizes().vec()));
-    VI_CHECK(step.num_inference_steps == config_.steps, "checkpoint {}: made for {} steps, this run has {}", file,
-             step.num_inference_steps, config_.steps);
-    if (j == 0) {
-      state.num_inference_steps = step.num_inference_steps;
-      state.step_index = step.step_index;
-      state.lower_order_nums = step.lower_order_nums;
-    } else {
-      VI_CHECK(step.step_index == state.step_index && step.lower_order_nums == state.lower_order_nums,
-               "checkpoint {}: scheduler counters differ from clip {}'s", file, clips[0]);
-    }
     generators_[static_cast<size_t>(j)].set_state(c.generator_state);
     clip_latents.push_back(c.latents);
-    histories.push_back(std::move(c.history));
+    records.push_back(std::move(c.scheduler));
   }
-  // The multistep history rows of every local clip, clip-major as the loop lays them out.
-  for (size_t i = 0; i < histories[0].size(); ++i) {
-    std::vector<at::Tensor> rows;
-    for (auto& h : histories) {
-      VI_CHECK(h.size() == histories[0].size() && h[i].defined() == histories[0][i].defined(),
-               "checkpoint {}: the clips' scheduler histories differ", checkpoints_->step_dir(*newest));
-      if (h[i].defined()) rows.push_back(h[i]);
-    }
-    state.model_outputs.push_back(rows.empty() ? at::Tensor() : at::cat(rows, 0).to(device_));
-  }
-  scheduler_->load_state(state);
+  scheduler_->restore(join_clip_records(records, checkpoints_->step_dir(*newest), device_));
   latents = at::cat(clip_latents, 0);
   times_.resumed_from = *newest;
   spdlog::info("resumed from {} ({} of {} steps done)", checkpoints_->step_dir(*newest), *newest, config_.steps);
@@ -220,21 +206,22 @@ int64_t TextToVideoPipeline::resume(at::Tensor& latents) {
 void TextToVideoPipeline::write_checkpoint(int64_t steps_done, const at::Tensor& latents) {
   auto t0 = Clock::now();
   const int64_t F = layout_.frames;
-  const schedulers::SchedulerState state = scheduler_->state();
-  CheckpointStep step{steps_done, state.step_index, state.lower_order_nums, state.num_inference_steps};
+  const schedulers::SchedulerRecord record = scheduler_->record();
   for (int64_t j = 0; j < layout_.local_clips; ++j) {
     ClipCheckpoint c;
     c.clip = layout_.first_clip + j;
+    c.steps_done = steps_done;
     c.latents = latents.narrow(0, j, 1);
     c.generator_state = generators_[static_cast<size_t>(j)].get_state();
-    for (const auto& h : state.model_outputs) c.history.push_back(h.defined() ? h.narrow(0, j * F, F) : at::Tensor());
-    checkpoints_->write(step, c);
+    c.scheduler = clip_rows(record, j * F, F);
+    checkpoints_->write(c);
   }
   comm_.barrier();
   if (comm_.rank() == 0) checkpoints_->remove_older_than(steps_done);
   times_.checkpoint += seconds_since(t0);
 }
 
+// 4. The denoising loop.
 at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& text_states, int64_t first_step) {
   c10::InferenceMode guard;
   const int64_t Cl = layout_.local_clips, F = layout_.frames;
@@ -246,53 +233,22 @@ at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& te
   latents = latents.to(device_, at::kFloat);
   VI_CHECK(first_step >= 0 && first_step <= static_cast<int64_t>(steps.size()), "denoise: first step {} of {}",
            first_step, steps.size());
+  // The scheduler steps on [Cl * F, C, h, w], as the reference pipeline reshapes.
+  auto frames_first = [&](const at::Tensor& x) {
+    return x.permute({0, 2, 1, 3, 4}).reshape({Cl * F, x.size(1), x.size(3), x.size(4)});
+  };
   for (size_t i = static_cast<size_t>(first_step); i < steps.size(); ++i) {
     auto t0 = Clock::now();
     const int64_t t = steps[i];
-    // [Cl, C, F, h, w] -> the CFG batch [uncond clips | cond clips].
-    at::Tensor model_in = scheduler_->scale_model_input(latents, t).to(device_, dtype_);
     const uint64_t call_start = comm_.bytes_sent();
-    at::Tensor uncond, cond;
-    if (config_.cfg_serial) {
-      // Two calls of Cl clips each: half the activation memory, the same exchanges per branch.
-      uncond = unet_->forward(model_in, static_cast<double>(t), text_states.narrow(0, 0, Cl), config_.fps, *context_);
-      cond = unet_->forward(model_in, static_cast<double>(t), text_states.narrow(0, Cl, Cl), config_.fps, *context_);
-      uncond = uncond.to(at::kFloat);
-      cond = cond.to(at::kFloat);
-    } else {
-      at::Tensor eps = unet_->forward(at::cat({model_in, model_in}, 0), static_cast<double>(t), text_states,
-                                      config_.fps, *context_)
-                           .to(at::kFloat);
-      uncond = eps.narrow(0, 0, Cl);
-      cond = eps.narrow(0, Cl, Cl);
-    }
-    if (i == static_cast<size_t>(first_step)) {
-      // Per call of the whole CFG batch: the two serial calls together send what one batched call does.
-      times_.bytes_per_unet_call = comm_.bytes_sent() - call_start;
-    }
-    at::Tensor guided = uncond + config_.guidance * (cond - uncond);
-    // The scheduler steps on [Cl * F, C, h, w], as the reference pipeline reshapes.
-    auto frames_first = [&](const at::Tensor& x) { return x.permute({0, 2, 1, 3, 4}).reshape({Cl * F, x.size(1), x.size(3), x.size(4)}); };
-    at::Tensor noise;
-    if (scheduler_->is_stochastic()) {
-      std::vector<at::Tensor> parts;
-      for (int64_t j = 0; j < Cl; ++j) {
-        if (options_.noise_source) {
-          parts.push_back(options_.noise_source(static_cast<int64_t>(i), layout_.first_clip + j).to(at::kFloat));
-        } else {
-          // Ref: DPMSolverMultistepScheduler.step draws randn(model_output.shape = [F, C, h, w]).
-          parts.push_back(at::randn({F, guided.size(1), guided.size(3), guided.size(4)}, generators_[static_cast<size_t>(j)]));
-        }
-      }
-      noise = at::cat(parts, 0).to(latents.device());
-    }
+    at::Tensor guided = guided_prediction(latents, t, text_states);
+    // Per call of the whole CFG batch: the two serial calls together send what one batched call does.
+    if (i == static_cast<size_t>(first_step)) times_.bytes_per_unet_call = comm_.bytes_sent() - call_start;
+    at::Tensor noise = scheduler_->is_stochastic() ? step_noise(static_cast<int64_t>(i), guided) : at::Tensor();
     at::Tensor prev = scheduler_->step(frames_first(guided), t, frames_first(latents), nullptr, noise);
     latents = prev.reshape({Cl, F, latents.size(1), latents.size(3), latents.size(4)}).permute({0, 2, 1, 3, 4}).contiguous();
     if (options_.on_latents) options_.on_latents(static_cast<int64_t>(i), latents);
-    // On CUDA the communicator's transfers are queued without the host waiting, so a stopped
-    // rank would stall the GPU queue forever; one barrier per step (the host waits there, under
-    // --comm-timeout) bounds that. The MPI communicator times out inside every call instead.
-    if (device_.is_cuda() && comm_.world_size() > 1 && comm_.timeout() > 0) comm_.barrier();
+    comm_.step_boundary();
     const auto done = static_cast<int64_t>(i + 1);
     if (checkpoints_ && (done % config_.checkpoint_every == 0 || done == static_cast<int64_t>(steps.size()))) {
       write_checkpoint(done, latents);
@@ -302,6 +258,43 @@ at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& te
   times_.denoise = seconds_since(t_all);
   times_.bytes_total = comm_.bytes_sent() - bytes_before;
   return latents;
+}
+
+// uncond + guidance * (cond - uncond), fp32 [Cl, C, F, h, w].
+at::Tensor TextToVideoPipeline::guided_prediction(const at::Tensor& latents, int64_t t, const at::Tensor& text_states) {
+  const int64_t Cl = layout_.local_clips;
+  // [Cl, C, F, h, w] -> the CFG batch [uncond clips | cond clips].
+  at::Tensor model_in = scheduler_->scale_model_input(latents, t).to(device_, dtype_);
+  at::Tensor uncond, cond;
+  if (config_.cfg_serial) {
+    // Two calls of Cl clips each: half the activation memory, the same exchanges per branch.
+    uncond = unet_->forward(model_in, static_cast<double>(t), text_states.narrow(0, 0, Cl), config_.fps, *context_);
+    cond = unet_->forward(model_in, static_cast<double>(t), text_states.narrow(0, Cl, Cl), config_.fps, *context_);
+    uncond = uncond.to(at::kFloat);
+    cond = cond.to(at::kFloat);
+  } else {
+    at::Tensor eps = unet_->forward(at::cat({model_in, model_in}, 0), static_cast<double>(t), text_states,
+                                    config_.fps, *context_)
+                         .to(at::kFloat);
+    uncond = eps.narrow(0, 0, Cl);
+    cond = eps.narrow(0, Cl, Cl);
+  }
+  return uncond + config_.guidance * (cond - uncond);
+}
+
+// The stochastic sampler's noise of step i, [Cl * F, C, h, w], each clip's from its own generator.
+at::Tensor TextToVideoPipeline::step_noise(int64_t i, const at::Tensor& guided) {
+  std::vector<at::Tensor> parts;
+  for (int64_t j = 0; j < layout_.local_clips; ++j) {
+    if (options_.noise_source) {
+      parts.push_back(options_.noise_source(i, layout_.first_clip + j).to(at::kFloat));
+    } else {
+      // Ref: DPMSolverMultistepScheduler.step draws randn(model_output.shape = [F, C, h, w]).
+      parts.push_back(at::randn({layout_.frames, guided.size(1), guided.size(3), guided.size(4)},
+                                generators_[static_cast<size_t>(j)]));
+    }
+  }
+  return at::cat(parts, 0).to(guided.device());
 }
 
 // 5. VAE decode of one local clip.

@@ -27,8 +27,6 @@
 namespace vi::pipeline {
 
 struct PipelineOptions {
-  // false: every clip runs alone (plain diffusers per clip, no dual-scope exchange).
-  bool dual_scope = true;
   // Tests: noise for the stochastic sampler at step i for global clip c, [F, 4, h, w] like the
   // reference draws it; empty = drawn from the clip's generator.
   std::function<at::Tensor(int64_t step, int64_t clip)> noise_source;
@@ -78,6 +76,8 @@ class TextToVideoPipeline {
 
  private:
   void write_checkpoint(int64_t steps_done, const at::Tensor& latents);
+  at::Tensor guided_prediction(const at::Tensor& latents, int64_t t, const at::Tensor& text_states);
+  at::Tensor step_noise(int64_t step, const at::Tensor& guided);
 
   GenerationConfig config_;
   parallel::Communicator& comm_;
@@ -98,12 +98,8 @@ class TextToVideoPipeline {
 };
 
 // The settings that decide a generation's latents (what a resumed run must share with the run
-// that wrote its checkpoints): everything but paths, output and execution details that do not
-// change the numbers.
-nlohmann::json result_settings(const GenerationConfig& config, c10::ScalarType dtype, bool dual_scope);
-
-// The scheduler name of a --scheduler value: dpmpp-2m-sde -> sde-dpmsolver++, ...
-std::string scheduler_for_flag(const std::string& flag);
+// that wrote its checkpoints): the table's Record::kResult entries, dtype as resolved.
+nlohmann::json result_settings(const GenerationConfig& config, c10::ScalarType dtype);
 // auto -> cuda when available, else cpu; and the dtype for it (auto: fp16 on CUDA, fp32 on CPU).
 c10::Device resolve_device(const std::string& flag, int local_rank);
 c10::ScalarType resolve_dtype(const std::string& flag, c10::Device device);

@@ -76,9 +76,9 @@ class VideoInfinityTest : public ::testing::Test {
 
 TEST_F(VideoInfinityTest, PlainDiffusersOneClip) {
   if (comm_->world_size() != 1) GTEST_SKIP() << "one clip runs on one rank";
-  pipeline::PipelineOptions o;
-  o.dual_scope = false;
-  Run r = run(test::golden_generation_config(1, "ddim", 30), *comm_, o);
+  GenerationConfig c = test::golden_generation_config(1, "ddim", 30);
+  c.dual_scope.enabled = false;
+  Run r = run(c, *comm_);
   expect_golden(r, test::golden_dir() + "/plain_ddim_ws1");
 }
 

@@ -1,0 +1,171 @@
+#include "pipeline/generate.h"
+
+#include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
+#include <torch/version.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "core/check.h"
+#include "core/safetensors.h"
+#include "core/temp_files.h"
+
+namespace fs = std::filesystem;
+
+namespace vi::pipeline {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// 0. What would fail later fails now, before the model loads: paths of every output.
+void check_outputs(const GenerationConfig& cfg, parallel::Communicator& comm, FrameSink& sink) {
+  VI_CHECK(!cfg.model_dir.empty(), "--model: no model directory given");
+  if (comm.rank() == 0) {
+    sink.prepare();
+    if (!cfg.save_latents.empty()) core::check_writable(cfg.save_latents, "--save-latents");
+  }
+  if (!cfg.checkpoint_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(cfg.checkpoint_dir, ec);
+    VI_CHECK(!ec && fs::is_directory(cfg.checkpoint_dir), "--checkpoint-dir: cannot create '{}': {}",
+             cfg.checkpoint_dir, ec ? ec.message() : "not a directory");
+    core::check_writable(cfg.checkpoint_dir + "/probe", "--checkpoint-dir");
+  }
+}
+
+// 5. Decode and stream: rank 0 takes the clips in video order, its own or received, and hands
+// them to the sink; the final latents come along when --save-latents asks for them.
+struct Streamed {
+  double encode_seconds = 0;
+  std::vector<at::Tensor> latents;  // per clip [1, C, F, h, w] fp32 (rank 0, --save-latents)
+};
+
+Streamed stream_clips(const GenerationConfig& cfg, TextToVideoPipeline& pipe, const at::Tensor& latents,
+                      parallel::Communicator& comm, FrameSink& sink) {
+  const auto& layout = pipe.layout();
+  const int64_t F = layout.frames, H = cfg.height, W = cfg.width;
+  const bool with_latents = !cfg.save_latents.empty();
+  auto on_comm_device = [&](const at::Tensor& t) { return t.to(comm.device()); };
+  Streamed out;
+  if (comm.rank() != 0) {
+    for (int64_t j = 0; j < layout.local_clips; ++j) {
+      comm.send(on_comm_device(pipe.decode_clip(latents, j)), 0);
+      if (with_latents) comm.send(on_comm_device(latents.narrow(0, j, 1).contiguous()), 0);
+    }
+    return out;
+  }
+  for (int64_t clip = 0; clip < cfg.clips; ++clip) {
+    const int owner = static_cast<int>(clip / layout.local_clips);
+    at::Tensor frames, clip_latents;
+    if (owner == 0) {
+      frames = pipe.decode_clip(latents, clip);
+      clip_latents = latents.narrow(0, clip, 1);
+    } else {
+      frames = on_comm_device(at::empty({F, H, W, 3}, at::kByte));
+      comm.recv(frames, owner);
+      if (with_latents) {
+        clip_latents = on_comm_device(at::empty({1, latents.size(1), F, H / 8, W / 8}, at::kFloat));
+        comm.recv(clip_latents, owner);
+      }
+    }
+    auto t0 = Clock::now();
+    sink.write(frames.cpu());
+    out.encode_seconds += seconds_since(t0);
+    if (with_latents) out.latents.push_back(clip_latents.cpu().to(at::kFloat));
+    if (!cfg.quiet) spdlog::info("clip {}/{} written", clip + 1, cfg.clips);
+  }
+  return out;
+}
+
+nlohmann::json sidecar_json(const GenerationConfig& cfg, const TextToVideoPipeline& pipe, parallel::Communicator& comm,
+                            const FrameSink& sink, double encode_seconds, double total) {
+  const auto& times = pipe.times();
+  return {
+      {"settings", config_to_json(cfg)},
+      {"seed", cfg.seed},
+      {"versions", {{"video_infinity", VI_VERSION}, {"libtorch", TORCH_VERSION}}},
+      {"ranks", comm.world_size()},
+      {"device", comm.device().str()},
+      {"dtype", c10::toString(pipe.dtype())},
+      {"scheduler", pipe.scheduler_name()},
+      {"timesteps", pipe.timesteps()},
+      {"video", sink.description()},
+      {"times_s",
+       {{"load", times.load}, {"text", times.text}, {"denoise", times.denoise}, {"decode", times.decode},
+        {"encode", encode_seconds}, {"total", total}}},
+      {"bytes_sent_rank0", {{"per_unet_call", times.bytes_per_unet_call}, {"denoise_total", times.bytes_total}}},
+      {"checkpoint", {{"seconds", times.checkpoint}, {"resumed_from_step", times.resumed_from}}},
+  };
+}
+
+void print_summary(const nlohmann::json& sidecar, const FrameSink& sink) {
+  const auto& t = sidecar["times_s"];
+  const auto& bytes = sidecar["bytes_sent_rank0"];
+  std::printf("\n| stage | seconds |\n|---|---|\n| load | %.2f |\n| text | %.2f |\n| denoise | %.2f |\n"
+              "| decode | %.2f |\n| encode | %.2f |\n| total | %.2f |\n",
+              t["load"].get<double>(), t["text"].get<double>(), t["denoise"].get<double>(), t["decode"].get<double>(),
+              t["encode"].get<double>(), t["total"].get<double>());
+  std::printf("communication (rank 0): %.2f MB per UNet call, %.2f MB while denoising\n",
+              bytes["per_unet_call"].get<double>() / 1e6, bytes["denoise_total"].get<double>() / 1e6);
+  if (!sink.summary().empty()) std::printf("wrote %s and %s\n", sink.summary().c_str(), sink.sidecar_path().c_str());
+}
+
+}  // namespace
+
+std::unique_ptr<parallel::Communicator> open_communicator(const GenerationConfig& config,
+                                                          const parallel::LaunchInfo& launch) {
+  const c10::Device device = resolve_device(config.device, launch.local_rank);
+  auto comm = parallel::make_communicator(launch, device);
+  comm->set_timeout(config.comm_timeout);
+  return comm;
+}
+
+nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& comm, FrameSink& sink,
+                        const GenerateHooks& hooks) {
+  const auto t_start = Clock::now();
+  check_outputs(cfg, comm, sink);
+  const c10::Device device = comm.device();
+  const c10::ScalarType dtype = resolve_dtype(cfg.dtype, device);
+
+  PipelineOptions options;
+  double step_sum = 0;
+  int64_t steps_run = 0;  // in this process (a resumed run starts past the checkpoint's steps)
+  options.on_step = [&](int64_t i, int64_t n, double seconds) {
+    if (hooks.on_step) hooks.on_step(i, n, seconds);
+    step_sum += seconds;
+    ++steps_run;
+    if (comm.rank() != 0 || cfg.quiet) return;
+    const double per = step_sum / static_cast<double>(steps_run);
+    spdlog::info("step {}/{}  {:.2f} s/step  ETA {:.0f} s", i + 1, n, per, per * static_cast<double>(n - i - 1));
+  };
+  TextToVideoPipeline pipe(cfg, comm, device, dtype, options);
+  spdlog::info("{} frames = {} clips x {} frames on {} rank{} ({}), {}x{}, {} steps of {}, {}", cfg.frames, cfg.clips,
+               cfg.frames_per_clip, comm.world_size(), comm.world_size() == 1 ? "" : "s", device.str(), cfg.width,
+               cfg.height, cfg.steps, cfg.scheduler, c10::toString(dtype));
+  pipe.load();                                       // 1
+  at::Tensor text = pipe.encode_text();              // 2
+  at::Tensor latents = pipe.initial_latents();       // 3
+  const int64_t first_step = pipe.resume(latents);   // 3b
+  latents = pipe.denoise(latents, text, first_step); // 4
+
+  if (comm.rank() == 0) sink.open();
+  Streamed streamed = stream_clips(cfg, pipe, latents, comm, sink);  // 5
+  nlohmann::json sidecar = nlohmann::json::object();
+  if (comm.rank() == 0) {
+    auto t0 = Clock::now();
+    sink.finish();
+    streamed.encode_seconds += seconds_since(t0);
+    if (!cfg.save_latents.empty()) core::save_safetensors(cfg.save_latents, {{"latents", at::cat(streamed.latents, 2)}});
+    sidecar = sidecar_json(cfg, pipe, comm, sink, streamed.encode_seconds, seconds_since(t_start));
+    core::write_file_atomically(sink.sidecar_path(), sidecar.dump(2) + "\n");
+    if (!cfg.quiet) print_summary(sidecar, sink);
+  }
+  comm.barrier();
+  return sidecar;
+}
+
+}  // namespace vi::pipeline
