@@ -26,7 +26,8 @@ struct Bindings {
           using T = std::decay_t<decltype(field(flags))>;
           CLI::Option* option = nullptr;
           if constexpr (std::is_same_v<T, bool>) {
-            option = cmd->add_flag(s.inverted ? std::string(s.flags) + "{false}" : s.flags, field(flags), s.help);
+            option = s.inverted ? cmd->add_flag_callback(s.flags, [this, field] { field(flags) = false; }, s.help)
+                                : cmd->add_flag(s.flags, field(flags), s.help);
           } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
             option = cmd->add_option(s.flags, field(flags), s.help);
           } else if constexpr (std::is_arithmetic_v<T> || std::is_same_v<T, std::string>) {

@@ -39,109 +39,110 @@ Rule choice(const Choices& c) {
   return r;
 }
 
-std::vector<Setting> make_table() {
-  static const std::string scheduler_help = "Sampler: " + schedulers::scheduler_flags_help();
-  const auto R = Record::kResult, Run = Record::kRun, None = Record::kNone;
-  return {
-      // Model
-      {"model", "--model", "Model directory (diffusers layout or HF cache entry)", Run, VI_FIELD(model_dir)},
-      {"unet", "--unet", "Separate UNet directory (unet/ inside, or config + weights at its root)", Run,
-       VI_FIELD(unet_dir)},
-      // Prompts
-      {"prompts", "--prompt", "Prompt (repeatable: clip c of C takes prompt floor(c / C x P))", R, VI_FIELD(prompts),
-       {}, "prompt"},
-      {"prompts_file", "--prompts-file", "One prompt per line, or 'FIRST-LAST: prompt' frame ranges", None,
-       VI_FIELD(prompts_file)},
-      {"frame_prompts", "", "Frame ranges and their prompts (what a prompts file with ranges holds)", R,
-       VI_FIELD(frame_prompts)},
-      {"negative_prompt", "--negative-prompt", "Negative prompt for classifier-free guidance", R,
-       VI_FIELD(negative_prompt)},
-      // Video geometry
-      {"frames", "--frames", "Total frames (divisible by --clips; 0: frames-per-clip x clips)", R, VI_FIELD(frames),
-       at_least(0, "positive")},
-      {"frames_per_clip", "--frames-per-clip", "Frames per clip (0: --frames / --clips, else 24)", R,
-       VI_FIELD(frames_per_clip), {0.0, kMaxFramesPerClip, false, 0, "positive"}},
-      {"clips", "--clips", "Clips (a multiple of the ranks; 0: one per rank)", R, VI_FIELD(clips),
-       {0.0, kMaxClips, false, 0, "positive"}},
-      {"height", "--height", "Height in pixels (multiple of 8)", R, VI_FIELD(height), side()},
-      {"width", "--width", "Width in pixels (multiple of 8)", R, VI_FIELD(width), side()},
-      // Sampling
-      {"steps", "--steps", "Denoising steps", R, VI_FIELD(steps),
-       {1.0, 1000.0, false, 0, "at least 1", "at most 1000 (the training schedule)"}},
-      {"guidance", "--guidance", "Classifier-free guidance scale", R, VI_FIELD(guidance), at_least(0)},
-      {"fps", "--fps", "Frame-rate conditioning of the UNet", R, VI_FIELD(fps), positive()},
-      {"export_fps", "--export-fps", "Frame rate of the MP4", Run, VI_FIELD(export_fps), positive()},
-      {"seed", "--seed", "Seed; clip c's noise uses seed + c", R, VI_FIELD(seed)},
-      {"scheduler", "--scheduler", scheduler_help.c_str(), R, VI_FIELD(scheduler), choice(kSchedulers)},
-      {"karras", "--karras", "Karras sigmas for the schedulers that have them", R, VI_FIELD(karras)},
-      // Execution
-      {"dtype", "--dtype", "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16", R, VI_FIELD(dtype),
-       choice(kDtypes)},
-      {"device", "--device", "auto, cpu or cuda (the GPU is picked by the node-local rank)", Run, VI_FIELD(device),
-       choice(kDevices)},
-      {"frame_chunk", "--frame-chunk", "Frames per call of the per-frame layers (0: all; bounds memory)", Run,
-       VI_FIELD(frame_chunk), at_least(0)},
-      {"vae_chunk", "--vae-chunk", "Frames per VAE decode call", Run, VI_FIELD(vae_chunk), at_least(1)},
-      {"cfg_serial", "--cfg-serial",
-       "Guidance branches as two UNet calls instead of one batch: half the activation memory, a bit slower", Run,
-       VI_FIELD(cfg_serial)},
-      {"channels_last", "--channels-last",
-       "UNet 2D convolutions in channels-last layout (faster with cuDNN tensor cores; slower on the CPU)", Run,
-       VI_FIELD(channels_last)},
-      // Video-Infinity
-      {"attn_padding", "--attn-padding", "Temporal attention halo P (frames each side)", R,
-       VI_FIELD(dual_scope.attn_padding), at_least(0)},
-      {"attn_top_k", "--attn-top-k", "Global frames K shared by every clip", R, VI_FIELD(dual_scope.top_k),
-       at_least(0)},
-      {"conv_padding", "--conv-padding", "Temporal conv halo Pc (frames each side)", R,
-       VI_FIELD(dual_scope.conv_padding), at_least(0)},
-      {"", "--phase-t", "Phase threshold: local bias below it, global bias from it", None,
-       VI_FIELD(dual_scope.local_phase.t), {}, nullptr, false,
-       [](GenerationConfig& c) { c.dual_scope.global_phase.t = c.dual_scope.local_phase.t; }},
-      {"", "--local-bias", "Bias on local frames when t < phase-t", None,
-       VI_FIELD(dual_scope.local_phase.local_bias)},
-      {"", "--global-bias", "Bias on global frames when t >= the global phase threshold", None,
-       VI_FIELD(dual_scope.global_phase.global_bias)},
-      {"local_phase", "", "Phase biases below the threshold: {t, local_bias, global_bias}", R,
-       VI_FIELD(dual_scope.local_phase)},
-      {"global_phase", "", "Phase biases from the threshold on: {t, local_bias, global_bias}", R,
-       VI_FIELD(dual_scope.global_phase)},
-      {"dynamic_scale", "", "Phase biases on or off", R, VI_FIELD(dual_scope.dynamic_scale)},
-      {"attn_scale", "--attn-scale", "Multiplies the temporal attention's 1/sqrt(d)", R,
-       VI_FIELD(dual_scope.attn_scale), positive("a positive number")},
-      {"token_num_scale", "--token-num-scale", "Scale rows by ln(keys)/ln(16)", R,
-       VI_FIELD(dual_scope.token_num_scale)},
-      {"sync_groupnorm", "--sync-groupnorm", "Temporal GroupNorm statistics over the whole video", R,
-       VI_FIELD(dual_scope.sync_groupnorm)},
-      {"mask_edge_halos", "--mask-edge-halos", "Mask the zero halos at the video's ends", R,
-       VI_FIELD(dual_scope.mask_edge_halos)},
-      {"dual_scope", "--no-dual-scope", "Run every clip alone (plain diffusers per clip; ablation)", R,
-       VI_FIELD(dual_scope.enabled), {}, nullptr, true},
-      // Output
-      {"output", "--output", "MP4 path (written to a temporary file, renamed at the end)", Run, VI_FIELD(output),
-       Rule{std::nullopt, std::nullopt, false, 0, nullptr, nullptr, nullptr, true}},
-      {"save_frames", "--save-frames", "Directory for lossless PNG frames", Run, VI_FIELD(save_frames)},
-      {"init_latents", "--init-latents", "safetensors with 'latents' [1, 4, frames, H/8, W/8] fp32", Run,
-       VI_FIELD(init_latents)},
-      {"save_latents", "--save-latents", "Write the final latents as safetensors ('latents')", Run,
-       VI_FIELD(save_latents)},
-      {"quiet", "--quiet", "No progress or summary", None, VI_FIELD(quiet)},
-      // Reliability
-      {"checkpoint_dir", "--checkpoint-dir",
-       "Directory for checkpoints (per clip: latents, sampler history, noise generator state)", Run,
-       VI_FIELD(checkpoint_dir)},
-      {"checkpoint_every", "--checkpoint-every",
-       "Steps between checkpoints (0: 5 when --checkpoint-dir is given); one is also written after the last step",
-       Run, VI_FIELD(checkpoint_every), at_least(0)},
-      {"resume", "--resume",
-       "Continue from the newest checkpoint in --checkpoint-dir that every clip has (any rank count; starts afresh "
-       "when there is none)",
-       Run, VI_FIELD(resume)},
-      {"comm_timeout", "--comm-timeout",
-       "Seconds a rank waits for another before ending the whole job, naming the rank (0: wait forever)", Run,
-       VI_FIELD(comm_timeout), at_least(0, ">= 0 seconds (0: wait forever)")},
-  };
-}
+constexpr auto R = Record::kResult, Run = Record::kRun, None = Record::kNone;
+// scheduler_flags_help() reads a function-local static: safe during static initialisation.
+const std::string kSchedulerHelp = "Sampler: " + schedulers::scheduler_flags_help();
+
+// The table. Order: --help's.
+const std::vector<Setting> kSettings = {
+  // Model
+  {"model", "--model", "Model directory (diffusers layout or HF cache entry)", Run, VI_FIELD(model_dir)},
+  {"unet", "--unet", "Separate UNet directory (unet/ inside, or config + weights at its root)", Run,
+   VI_FIELD(unet_dir)},
+  // Prompts
+  {"prompts", "--prompt", "Prompt (repeatable: clip c of C takes prompt floor(c / C x P))", R, VI_FIELD(prompts),
+   {}, "prompt"},
+  {"prompts_file", "--prompts-file", "One prompt per line, or 'FIRST-LAST: prompt' frame ranges", None,
+   VI_FIELD(prompts_file)},
+  {"frame_prompts", "", "Frame ranges and their prompts (what a prompts file with ranges holds)", R,
+   VI_FIELD(frame_prompts)},
+  {"negative_prompt", "--negative-prompt", "Negative prompt for classifier-free guidance", R,
+   VI_FIELD(negative_prompt)},
+  // Video geometry
+  {"frames", "--frames", "Total frames (divisible by --clips; 0: frames-per-clip x clips)", R, VI_FIELD(frames),
+   at_least(0, "positive")},
+  {"frames_per_clip", "--frames-per-clip", "Frames per clip (0: --frames / --clips, else 24)", R,
+   VI_FIELD(frames_per_clip), {0.0, kMaxFramesPerClip, false, 0, "positive"}},
+  {"clips", "--clips", "Clips (a multiple of the ranks; 0: one per rank)", R, VI_FIELD(clips),
+   {0.0, kMaxClips, false, 0, "positive"}},
+  {"height", "--height", "Height in pixels (multiple of 8)", R, VI_FIELD(height), side()},
+  {"width", "--width", "Width in pixels (multiple of 8)", R, VI_FIELD(width), side()},
+  // Sampling
+  {"steps", "--steps", "Denoising steps", R, VI_FIELD(steps),
+   {1.0, 1000.0, false, 0, "at least 1", "at most 1000 (the training schedule)"}},
+  {"guidance", "--guidance", "Classifier-free guidance scale", R, VI_FIELD(guidance), at_least(0)},
+  {"fps", "--fps", "Frame-rate conditioning of the UNet", R, VI_FIELD(fps), positive()},
+  {"export_fps", "--export-fps", "Frame rate of the MP4", Run, VI_FIELD(export_fps), positive()},
+  {"seed", "--seed", "Seed; clip c's noise uses seed + c", R, VI_FIELD(seed)},
+  {"scheduler", "--scheduler", kSchedulerHelp.c_str(), R, VI_FIELD(scheduler), choice(kSchedulers)},
+  {"karras", "--karras", "Karras sigmas for the schedulers that have them", R, VI_FIELD(karras)},
+  // Execution
+  {"dtype", "--dtype", "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16", R, VI_FIELD(dtype),
+   choice(kDtypes)},
+  {"device", "--device", "auto, cpu or cuda (the GPU is picked by the node-local rank)", Run, VI_FIELD(device),
+   choice(kDevices)},
+  {"frame_chunk", "--frame-chunk", "Frames per call of the per-frame layers (0: all; bounds memory)", Run,
+   VI_FIELD(frame_chunk), at_least(0)},
+  {"vae_chunk", "--vae-chunk", "Frames per VAE decode call", Run, VI_FIELD(vae_chunk), at_least(1)},
+  {"cfg_serial", "--cfg-serial",
+   "Guidance branches as two UNet calls instead of one batch: half the activation memory, a bit slower", Run,
+   VI_FIELD(cfg_serial)},
+  {"channels_last", "--channels-last",
+   "UNet 2D convolutions in channels-last layout (faster with cuDNN tensor cores; slower on the CPU)", Run,
+   VI_FIELD(channels_last)},
+  // Video-Infinity
+  {"attn_padding", "--attn-padding", "Temporal attention halo P (frames each side)", R,
+   VI_FIELD(dual_scope.attn_padding), at_least(0)},
+  {"attn_top_k", "--attn-top-k", "Global frames K shared by every clip", R, VI_FIELD(dual_scope.top_k),
+   at_least(0)},
+  {"conv_padding", "--conv-padding", "Temporal conv halo Pc (frames each side)", R,
+   VI_FIELD(dual_scope.conv_padding), at_least(0)},
+  {"", "--phase-t", "Phase threshold: local bias below it, global bias from it", None,
+   VI_FIELD(dual_scope.local_phase.t), {}, nullptr, false,
+   [](GenerationConfig& c) { c.dual_scope.global_phase.t = c.dual_scope.local_phase.t; }},
+  {"", "--local-bias", "Bias on local frames when t < phase-t", None,
+   VI_FIELD(dual_scope.local_phase.local_bias)},
+  {"", "--global-bias", "Bias on global frames when t >= the global phase threshold", None,
+   VI_FIELD(dual_scope.global_phase.global_bias)},
+  {"local_phase", "", "Phase biases below the threshold: {t, local_bias, global_bias}", R,
+   VI_FIELD(dual_scope.local_phase)},
+  {"global_phase", "", "Phase biases from the threshold on: {t, local_bias, global_bias}", R,
+   VI_FIELD(dual_scope.global_phase)},
+  {"dynamic_scale", "", "Phase biases on or off", R, VI_FIELD(dual_scope.dynamic_scale)},
+  {"attn_scale", "--attn-scale", "Multiplies the temporal attention's 1/sqrt(d)", R,
+   VI_FIELD(dual_scope.attn_scale), positive("a positive number")},
+  {"token_num_scale", "--token-num-scale", "Scale rows by ln(keys)/ln(16)", R,
+   VI_FIELD(dual_scope.token_num_scale)},
+  {"sync_groupnorm", "--sync-groupnorm", "Temporal GroupNorm statistics over the whole video", R,
+   VI_FIELD(dual_scope.sync_groupnorm)},
+  {"mask_edge_halos", "--mask-edge-halos", "Mask the zero halos at the video's ends", R,
+   VI_FIELD(dual_scope.mask_edge_halos)},
+  {"dual_scope", "--no-dual-scope", "Run every clip alone (plain diffusers per clip; ablation)", R,
+   VI_FIELD(dual_scope.enabled), {}, nullptr, true},
+  // Output
+  {"output", "--output", "MP4 path (written to a temporary file, renamed at the end)", Run, VI_FIELD(output),
+   Rule{std::nullopt, std::nullopt, false, 0, nullptr, nullptr, nullptr, true}},
+  {"save_frames", "--save-frames", "Directory for lossless PNG frames", Run, VI_FIELD(save_frames)},
+  {"init_latents", "--init-latents", "safetensors with 'latents' [1, 4, frames, H/8, W/8] fp32", Run,
+   VI_FIELD(init_latents)},
+  {"save_latents", "--save-latents", "Write the final latents as safetensors ('latents')", Run,
+   VI_FIELD(save_latents)},
+  {"quiet", "--quiet", "No progress or summary", None, VI_FIELD(quiet)},
+  // Reliability
+  {"checkpoint_dir", "--checkpoint-dir",
+   "Directory for checkpoints (per clip: latents, sampler history, noise generator state)", Run,
+   VI_FIELD(checkpoint_dir)},
+  {"checkpoint_every", "--checkpoint-every",
+   "Steps between checkpoints (0: 5 when --checkpoint-dir is given); one is also written after the last step",
+   Run, VI_FIELD(checkpoint_every), at_least(0)},
+  {"resume", "--resume",
+   "Continue from the newest checkpoint in --checkpoint-dir that every clip has (any rank count; starts afresh "
+   "when there is none)",
+   Run, VI_FIELD(resume)},
+  {"comm_timeout", "--comm-timeout",
+   "Seconds a rank waits for another before ending the whole job, naming the rank (0: wait forever)", Run,
+   VI_FIELD(comm_timeout), at_least(0, ">= 0 seconds (0: wait forever)")},
+};
 
 // --- values <-> JSON -----------------------------------------------------------------------------
 
@@ -252,10 +253,7 @@ std::string Setting::name() const {
   return f.substr(dashes, f.find(',', dashes) - dashes);
 }
 
-const std::vector<Setting>& generation_settings() {
-  static const std::vector<Setting> table = make_table();
-  return table;
-}
+const std::vector<Setting>& generation_settings() { return kSettings; }
 
 const Setting& setting(const std::string& key) {
   for (const auto& s : generation_settings()) {
