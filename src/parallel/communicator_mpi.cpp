@@ -321,7 +321,6 @@ std::unique_ptr<Communicator> make_mpi_communicator() {
   return std::make_unique<MpiCommunicator>();
 }
 
-// Used by the NCCL communicator to share its unique id.
 void mpi_broadcast_bytes(void* data, int bytes, int root) {
   VI_MPI_CHECK(MPI_Bcast(data, bytes, MPI_BYTE, root, MPI_COMM_WORLD));
 }

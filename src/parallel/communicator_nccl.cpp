@@ -29,10 +29,6 @@
 
 namespace vi::parallel {
 
-#ifdef VI_HAVE_MPI
-void mpi_broadcast_bytes(void* data, int bytes, int root);
-#endif
-
 #define VI_CUDA_CHECK(call)                                                                             \
   do {                                                                                                  \
     cudaError_t vi_cuda_rc = (call);                                                                    \
