@@ -22,7 +22,14 @@ struct Neighbors {
 
 class Communicator {
  public:
+  Communicator() = default;
   virtual ~Communicator() = default;
+  // It owns library handles that cannot be shared (an NCCL communicator, a duplicated MPI_Comm)
+  // and wrappers and the pipeline hold it by reference: it stays where it was made.
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+  Communicator(Communicator&&) = delete;
+  Communicator& operator=(Communicator&&) = delete;
 
   virtual int rank() const = 0;
   virtual int world_size() const = 0;

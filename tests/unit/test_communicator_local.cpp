@@ -2,7 +2,15 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <type_traits>
+
 #include "video_infinity/communicator.h"
+
+// Communicators own handles and are held by reference (wrappers, the pipeline): never copied or moved.
+static_assert(!std::is_copy_constructible_v<vi::parallel::Communicator>);
+static_assert(!std::is_copy_assignable_v<vi::parallel::Communicator>);
+static_assert(!std::is_move_constructible_v<vi::parallel::Communicator>);
+static_assert(!std::is_move_assignable_v<vi::parallel::Communicator>);
 
 TEST(LocalCommunicator, WorldOfOne) {
   auto comm = vi::parallel::make_local_communicator();
