@@ -51,6 +51,11 @@ class Communicator {
   virtual void send(const at::Tensor& tensor, int dst) = 0;
   virtual void recv(at::Tensor& tensor, int src) = 0;
 
+  // Called by the pipeline once after every denoising step, on every rank (so it may be
+  // collective). A communicator whose calls can leave a dead peer unnoticed checks for it here;
+  // the default does nothing.
+  virtual void step_boundary() {}
+
   // Bytes this rank has sent to other ranks since construction or the last reset.
   uint64_t bytes_sent() const { return bytes_sent_; }
   void reset_bytes_sent() { bytes_sent_ = 0; }

@@ -212,6 +212,15 @@ class NcclCommunicator final : public Communicator {
     wait_host("barrier");
   }
 
+  // On CUDA this communicator's transfers are queued without the host waiting, so a rank that
+  // stops would stall the other ranks' GPU queues forever, and no host call would notice. One
+  // host-side barrier per step, under --comm-timeout, bounds that wait and turns it into an
+  // error; without a timeout it could only wait forever, so it is skipped. The MPI communicator
+  // times out inside every call instead and needs nothing here.
+  void step_boundary() override {
+    if (world_size() > 1 && timeout() > 0) barrier();
+  }
+
   void send(const at::Tensor& tensor, int dst) override {
     at::Tensor t = cuda_contiguous(tensor, "send");
     on_comm_stream("send", [&] {
