@@ -52,57 +52,6 @@ bool regex_other(char32_t c) {
   return !uc::has(c, uc::kWhiteSpace | uc::kLetter | uc::kNumber | uc::kRegexIgnoreCaseHole);
 }
 
-std::string read_text_file(const std::string& path) {
-  VI_CHECK(fs::exists(path), "{}: file not found", path);
-  std::ifstream in(path, std::ios::binary);
-  VI_CHECK(in.good(), "{}: cannot open", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  VI_CHECK(!in.bad(), "{}: read error", path);
-  return ss.str();
-}
-
-void write_text_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  out.close();
-  VI_CHECK(out.good(), "{}: cannot write", path);
-}
-
-// A special-token entry of tokenizer_config.json / special_tokens_map.json: "text" or
-// {"content": "text", "lstrip": ..., "rstrip": ..., "single_word": ...}.
-struct TokenSpec {
-  std::string content;
-  bool lstrip = false;
-  bool rstrip = false;
-};
-
-TokenSpec parse_token_spec(const nlohmann::json& value, const std::string& where) {
-  TokenSpec spec;
-  if (value.is_string()) {
-    spec.content = value.get<std::string>();
-  } else if (value.is_object()) {
-    VI_CHECK(value.contains("content") && value.at("content").is_string(), "{}: token object without a string 'content'",
-             where);
-    spec.content = value.at("content").get<std::string>();
-    auto flag = [&](const char* key) {
-      if (!value.contains(key) || value.at(key).is_null()) return false;
-      VI_CHECK(value.at(key).is_boolean(), "{}: '{}' must be true or false", where, key);
-      return value.at(key).get<bool>();
-    };
-    spec.lstrip = flag("lstrip");
-    spec.rstrip = flag("rstrip");
-    VI_CHECK(!flag("single_word"), "{}: single_word added tokens are not supported", where);
-  } else {
-    VI_FAIL("{}: expected a token string or object, got {}", where, value.type_name());
-  }
-  VI_CHECK(!spec.content.empty(), "{}: empty token", where);
-  return spec;
-}
-
-constexpr const char* kSpecialKeys[] = {"bos_token", "eos_token", "unk_token", "sep_token",
-                                        "pad_token", "cls_token", "mask_token"};
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -168,82 +117,137 @@ std::vector<std::u32string> pre_tokenize(const std::u32string& s) {
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-ClipTokenizer ClipTokenizer::load(const std::string& tokenizer_dir) {
-  VI_CHECK(fs::is_directory(tokenizer_dir), "tokenizer directory '{}' not found", tokenizer_dir);
-  ClipTokenizer tok;
-  const std::vector<char32_t> byte_map = byte_to_unicode();
-  for (int b = 0; b < 256; ++b) tok.byte_symbols_[b] = clip_text::encode_utf8(std::u32string(1, byte_map[b]));
+namespace {
 
-  // vocab.json: {"token": id, ...}
-  const std::string vocab_path = (fs::path(tokenizer_dir) / "vocab.json").string();
-  {
-    nlohmann::json vocab;
-    try {
-      vocab = nlohmann::json::parse(read_text_file(vocab_path));
-    } catch (const nlohmann::json::exception& e) {
-      VI_FAIL("{}: invalid JSON: {}", vocab_path, e.what());
-    }
-    VI_CHECK(vocab.is_object() && !vocab.empty(), "{}: expected a non-empty JSON object of token -> id", vocab_path);
-    tok.vocab_.reserve(vocab.size());
-    for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-      VI_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0 &&
-                   it.value().get<int64_t>() < (int64_t(1) << 31),
-               "{}: token '{}' has id {}, expected a non-negative integer", vocab_path, it.key(), it.value().dump());
-      tok.vocab_[it.key()] = it.value().get<int64_t>();
+std::string read_text_file(const std::string& path) {
+  VI_CHECK(fs::exists(path), "{}: file not found", path);
+  std::ifstream in(path, std::ios::binary);
+  VI_CHECK(in.good(), "{}: cannot open", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  VI_CHECK(!in.bad(), "{}: read error", path);
+  return ss.str();
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  out.close();
+  VI_CHECK(out.good(), "{}: cannot write", path);
+}
+
+// A special-token entry of tokenizer_config.json / special_tokens_map.json: "text" or
+// {"content": "text", "lstrip": ..., "rstrip": ..., "single_word": ...}.
+struct TokenSpec {
+  std::string content;
+  bool lstrip = false;
+  bool rstrip = false;
+};
+
+TokenSpec parse_token_spec(const nlohmann::json& value, const std::string& where) {
+  TokenSpec spec;
+  if (value.is_string()) {
+    spec.content = value.get<std::string>();
+  } else if (value.is_object()) {
+    VI_CHECK(value.contains("content") && value.at("content").is_string(), "{}: token object without a string 'content'",
+             where);
+    spec.content = value.at("content").get<std::string>();
+    auto flag = [&](const char* key) {
+      if (!value.contains(key) || value.at(key).is_null()) return false;
+      VI_CHECK(value.at(key).is_boolean(), "{}: '{}' must be true or false", where, key);
+      return value.at(key).get<bool>();
+    };
+    spec.lstrip = flag("lstrip");
+    spec.rstrip = flag("rstrip");
+    VI_CHECK(!flag("single_word"), "{}: single_word added tokens are not supported", where);
+  } else {
+    VI_FAIL("{}: expected a token string or object, got {}", where, value.type_name());
+  }
+  VI_CHECK(!spec.content.empty(), "{}: empty token", where);
+  return spec;
+}
+
+constexpr const char* kSpecialKeys[] = {"bos_token", "eos_token", "unk_token", "sep_token",
+                                        "pad_token", "cls_token", "mask_token"};
+
+std::string file_in(const std::string& dir, const char* name) { return (fs::path(dir) / name).string(); }
+
+// vocab.json: {"token": id, ...}
+std::unordered_map<std::string, int64_t> read_vocab(const std::string& vocab_path) {
+  nlohmann::json vocab;
+  try {
+    vocab = nlohmann::json::parse(read_text_file(vocab_path));
+  } catch (const nlohmann::json::exception& e) {
+    VI_FAIL("{}: invalid JSON: {}", vocab_path, e.what());
+  }
+  VI_CHECK(vocab.is_object() && !vocab.empty(), "{}: expected a non-empty JSON object of token -> id", vocab_path);
+  std::unordered_map<std::string, int64_t> ids;
+  ids.reserve(vocab.size());
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+    VI_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0 &&
+                 it.value().get<int64_t>() < (int64_t(1) << 31),
+             "{}: token '{}' has id {}, expected a non-negative integer", vocab_path, it.key(), it.value().dump());
+    ids[it.key()] = it.value().get<int64_t>();
+  }
+  return ids;
+}
+
+// The file's text with universal newlines (\r\n and \r become \n), stripped at both ends.
+std::string read_stripped_text(const std::string& path) {
+  const std::string text = read_text_file(path);
+  std::string normalized;
+  normalized.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\r') {
+      normalized.push_back('\n');
+      if (i + 1 < text.size() && text[i + 1] == '\n') ++i;
+    } else {
+      normalized.push_back(text[i]);
     }
   }
+  const char* ws = " \t\n\v\f";
+  const size_t b = normalized.find_first_not_of(ws), e = normalized.find_last_not_of(ws);
+  return b == std::string::npos ? std::string() : normalized.substr(b, e - b + 1);
+}
 
-  // merges.txt: a header line, then "first second" per line, rank = position. As the reference
-  // reads it: universal newlines, the whole file stripped, lines 1 .. 49152-256-2, each split on
-  // whitespace (a line that is not two symbols never matches a pair but keeps its rank).
-  const std::string merges_path = (fs::path(tokenizer_dir) / "merges.txt").string();
-  {
-    std::string text = read_text_file(merges_path);
-    std::string normalized;
-    normalized.reserve(text.size());
-    for (size_t i = 0; i < text.size(); ++i) {
-      if (text[i] == '\r') {
-        normalized.push_back('\n');
-        if (i + 1 < text.size() && text[i + 1] == '\n') ++i;
-      } else {
-        normalized.push_back(text[i]);
-      }
-    }
-    const char* ws = " \t\n\v\f";
-    const size_t b = normalized.find_first_not_of(ws), e = normalized.find_last_not_of(ws);
-    normalized = b == std::string::npos ? std::string() : normalized.substr(b, e - b + 1);
-    std::istringstream lines(normalized);
-    std::string line;
-    constexpr int kMaxMerges = 49152 - 256 - 2;
-    for (int index = -1; index < kMaxMerges && std::getline(lines, line); ++index) {
-      if (index < 0) continue;  // header
-      std::istringstream parts(line);
-      std::string first, second, extra;
-      if (parts >> first >> second && !(parts >> extra)) tok.merge_ranks_[first + " " + second] = index;
-    }
+// merges.txt: a header line, then "first second" per line, rank = position. As the reference
+// reads it: universal newlines, the whole file stripped, lines 1 .. 49152-256-2, each split on
+// whitespace (a line that is not two symbols never matches a pair but keeps its rank).
+std::unordered_map<std::string, int32_t> read_merges(const std::string& merges_path) {
+  std::unordered_map<std::string, int32_t> ranks;
+  std::istringstream lines(read_stripped_text(merges_path));
+  std::string line;
+  constexpr int kMaxMerges = 49152 - 256 - 2;
+  for (int index = -1; index < kMaxMerges && std::getline(lines, line); ++index) {
+    if (index < 0) continue;  // header
+    std::istringstream parts(line);
+    std::string first, second, extra;
+    if (parts >> first >> second && !(parts >> extra)) ranks[first + " " + second] = index;
   }
+  return ranks;
+}
 
-  // Special tokens: tokenizer_config.json, overridden by special_tokens_map.json (as transformers'
-  // from_pretrained does), defaults as CLIPTokenizer's constructor.
-  const std::string config_path = (fs::path(tokenizer_dir) / "tokenizer_config.json").string();
-  const core::JsonConfig config = core::JsonConfig::load(config_path);
-  std::vector<std::pair<std::string, TokenSpec>> specials = {
+// Special tokens: tokenizer_config.json, overridden by special_tokens_map.json (as transformers'
+// from_pretrained does), defaults as CLIPTokenizer's constructor.
+struct SpecialTokens {
+  std::vector<std::pair<std::string, TokenSpec>> named = {
       {"bos_token", {"<|startoftext|>"}}, {"eos_token", {"<|endoftext|>"}}, {"unk_token", {"<|endoftext|>"}},
       {"pad_token", {"<|endoftext|>"}}};
-  auto set_special = [&](const std::string& key, const TokenSpec& spec) {
-    for (auto& [k, v] : specials) {
+  std::vector<TokenSpec> additional;
+
+  void set(const std::string& key, const TokenSpec& spec) {
+    for (auto& [k, v] : named) {
       if (k == key) {
         v = spec;
         return;
       }
     }
-    specials.emplace_back(key, spec);
-  };
-  std::vector<TokenSpec> additional;
-  auto read_specials = [&](const nlohmann::json& json, const std::string& origin) {
+    named.emplace_back(key, spec);
+  }
+
+  void read(const nlohmann::json& json, const std::string& origin) {
     for (const char* key : kSpecialKeys) {
-      if (json.contains(key) && !json.at(key).is_null())
-        set_special(key, parse_token_spec(json.at(key), origin + ": " + key));
+      if (json.contains(key) && !json.at(key).is_null()) set(key, parse_token_spec(json.at(key), origin + ": " + key));
     }
     if (json.contains("additional_special_tokens") && !json.at("additional_special_tokens").is_null()) {
       const auto& list = json.at("additional_special_tokens");
@@ -251,82 +255,143 @@ ClipTokenizer ClipTokenizer::load(const std::string& tokenizer_dir) {
       additional.clear();
       for (const auto& v : list) additional.push_back(parse_token_spec(v, origin + ": additional_special_tokens"));
     }
-  };
-  read_specials(config.json(), config_path);
-  const std::string map_path = (fs::path(tokenizer_dir) / "special_tokens_map.json").string();
-  if (fs::exists(map_path)) read_specials(core::JsonConfig::load(map_path).json(), map_path);
+  }
 
+  const TokenSpec* find(const std::string& key) const {
+    for (const auto& [k, spec] : named) {
+      if (k == key) return &spec;
+    }
+    return nullptr;
+  }
+};
+
+SpecialTokens read_special_tokens(const core::JsonConfig& config, const std::string& config_path,
+                                  const std::string& map_path) {
+  SpecialTokens specials;
+  specials.read(config.json(), config_path);
+  if (fs::exists(map_path)) specials.read(core::JsonConfig::load(map_path).json(), map_path);
+  return specials;
+}
+
+size_t read_max_length(const core::JsonConfig& config, const std::string& config_path) {
   const int64_t max_length = config.get_or<int64_t>("model_max_length", 77);
   VI_CHECK(max_length >= 2 && max_length <= 1000000, "{}: model_max_length {} out of range [2, 1000000]", config_path,
            max_length);
-  tok.max_length_ = static_cast<size_t>(max_length);
+  return static_cast<size_t>(max_length);
+}
 
-  // Added tokens, in transformers' order: those a saved tokenizer lists with their ids, then every
-  // special token not yet added (its vocabulary id, or a new id after everything so far).
-  std::unordered_map<std::string, int64_t> known = tok.vocab_;
-  auto add = [&](const TokenSpec& spec, std::optional<int64_t> id) {
-    if (tok.added_ids_.count(spec.content)) return;
+// tokenizer_config.json's added_tokens_decoder ({"id": token, ...}), in id order.
+std::vector<std::pair<int64_t, TokenSpec>> read_added_tokens_decoder(const core::JsonConfig& config,
+                                                                     const std::string& config_path) {
+  std::vector<std::pair<int64_t, TokenSpec>> entries;
+  if (!config.has("added_tokens_decoder")) return entries;
+  const auto& decoder = config.json().at("added_tokens_decoder");
+  VI_CHECK(decoder.is_object(), "{}: added_tokens_decoder must be an object", config_path);
+  for (auto it = decoder.begin(); it != decoder.end(); ++it) {
+    int64_t id = -1;
+    try {
+      id = std::stoll(it.key());
+    } catch (const std::exception&) {
+    }
+    VI_CHECK(id >= 0, "{}: added_tokens_decoder key '{}' is not an id", config_path, it.key());
+    entries.emplace_back(id, parse_token_spec(it.value(), config_path + ": added_tokens_decoder"));
+  }
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return entries;
+}
+
+// added_tokens.json ({"token": id, ...}, optional), in id order.
+std::vector<std::pair<int64_t, std::string>> read_added_tokens_file(const std::string& added_path) {
+  std::vector<std::pair<int64_t, std::string>> entries;
+  if (!fs::exists(added_path)) return entries;
+  const auto added = core::JsonConfig::load(added_path);
+  for (auto it = added.json().begin(); it != added.json().end(); ++it) {
+    VI_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0,
+             "{}: token '{}' needs a non-negative integer id", added_path, it.key());
+    entries.emplace_back(it.value().get<int64_t>(), it.key());
+  }
+  std::sort(entries.begin(), entries.end());
+  return entries;
+}
+
+// The ids of added tokens as transformers assigns them: a token keeps the first id it is added
+// with; without one it takes its vocabulary id, or a new id after everything so far.
+class AddedTokenIds {
+ public:
+  explicit AddedTokenIds(const std::unordered_map<std::string, int64_t>& vocab) : known_(vocab) {}
+
+  void add(const TokenSpec& spec, std::optional<int64_t> id) {
+    if (ids_.count(spec.content)) return;
     int64_t token_id;
     if (id) {
       token_id = *id;
-    } else if (auto it = known.find(spec.content); it != known.end()) {
+    } else if (auto it = known_.find(spec.content); it != known_.end()) {
       token_id = it->second;
     } else {
-      token_id = static_cast<int64_t>(known.size());
+      token_id = static_cast<int64_t>(known_.size());
     }
-    known[spec.content] = token_id;
-    tok.added_ids_[spec.content] = token_id;
-    tok.added_tokens_.push_back({clip_text::decode_utf8(spec.content), token_id, spec.lstrip, spec.rstrip});
-  };
-  if (config.has("added_tokens_decoder")) {
-    const auto& decoder = config.json().at("added_tokens_decoder");
-    VI_CHECK(decoder.is_object(), "{}: added_tokens_decoder must be an object", config_path);
-    std::vector<std::pair<int64_t, TokenSpec>> entries;
-    for (auto it = decoder.begin(); it != decoder.end(); ++it) {
-      int64_t id = -1;
-      try {
-        id = std::stoll(it.key());
-      } catch (const std::exception&) {
-      }
-      VI_CHECK(id >= 0, "{}: added_tokens_decoder key '{}' is not an id", config_path, it.key());
-      entries.emplace_back(id, parse_token_spec(it.value(), config_path + ": added_tokens_decoder"));
-    }
-    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (const auto& [id, spec] : entries) add(spec, id);
+    known_[spec.content] = token_id;
+    ids_[spec.content] = token_id;
+    tokens_.emplace_back(spec, token_id);
   }
-  const std::string added_path = (fs::path(tokenizer_dir) / "added_tokens.json").string();
-  if (fs::exists(added_path)) {
-    const auto added = core::JsonConfig::load(added_path);
-    std::vector<std::pair<int64_t, std::string>> entries;
-    for (auto it = added.json().begin(); it != added.json().end(); ++it) {
-      VI_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0,
-               "{}: token '{}' needs a non-negative integer id", added_path, it.key());
-      entries.emplace_back(it.value().get<int64_t>(), it.key());
-    }
-    std::sort(entries.begin(), entries.end());
-    for (const auto& [id, content] : entries) add(TokenSpec{content}, id);
+
+  const std::vector<std::pair<TokenSpec, int64_t>>& tokens() const { return tokens_; }  // in the order added
+  const std::unordered_map<std::string, int64_t>& ids() const { return ids_; }           // content -> id
+  // The vocabulary plus the added tokens: one past the largest id.
+  size_t vocab_size() const {
+    int64_t max_id = 0;
+    for (const auto& [t, id] : known_) max_id = std::max(max_id, id);
+    return static_cast<size_t>(max_id + 1);
   }
-  for (const auto& [key, spec] : specials) add(spec, std::nullopt);
-  for (const auto& spec : additional) add(spec, std::nullopt);
+
+ private:
+  std::unordered_map<std::string, int64_t> known_;  // vocabulary and added tokens
+  std::unordered_map<std::string, int64_t> ids_;
+  std::vector<std::pair<TokenSpec, int64_t>> tokens_;
+};
+
+}  // namespace
+
+ClipTokenizer ClipTokenizer::load(const std::string& tokenizer_dir) {
+  VI_CHECK(fs::is_directory(tokenizer_dir), "tokenizer directory '{}' not found", tokenizer_dir);
+  ClipTokenizer tok;
+  const std::vector<char32_t> byte_map = byte_to_unicode();
+  for (int b = 0; b < 256; ++b) tok.byte_symbols_[b] = uc::encode_utf8(std::u32string(1, byte_map[b]));
+  tok.vocab_ = read_vocab(file_in(tokenizer_dir, "vocab.json"));
+  tok.merge_ranks_ = read_merges(file_in(tokenizer_dir, "merges.txt"));
+
+  const std::string config_path = file_in(tokenizer_dir, "tokenizer_config.json");
+  const core::JsonConfig config = core::JsonConfig::load(config_path);
+  const SpecialTokens specials =
+      read_special_tokens(config, config_path, file_in(tokenizer_dir, "special_tokens_map.json"));
+  tok.max_length_ = read_max_length(config, config_path);
+
+  // Added tokens, in transformers' order: those a saved tokenizer lists with their ids, then every
+  // special token not yet added.
+  AddedTokenIds added(tok.vocab_);
+  for (const auto& [id, spec] : read_added_tokens_decoder(config, config_path)) added.add(spec, id);
+  for (const auto& [id, content] : read_added_tokens_file(file_in(tokenizer_dir, "added_tokens.json"))) {
+    added.add(TokenSpec{content}, id);
+  }
+  for (const auto& [key, spec] : specials.named) added.add(spec, std::nullopt);
+  for (const auto& spec : specials.additional) added.add(spec, std::nullopt);
+  for (const auto& [spec, id] : added.tokens()) {
+    tok.added_tokens_.push_back({uc::decode_utf8(spec.content), id, spec.lstrip, spec.rstrip});
+  }
+  tok.added_ids_ = added.ids();
+  tok.vocab_size_ = added.vocab_size();
 
   auto special_id = [&](const char* key) {
-    for (const auto& [k, spec] : specials)
-      if (k == key) return tok.added_ids_.at(spec.content);
+    if (const TokenSpec* spec = specials.find(key)) return tok.added_ids_.at(spec->content);
     VI_FAIL("{}: no {}", config_path, key);
   };
   tok.bos_id_ = special_id("bos_token");
   tok.eos_id_ = special_id("eos_token");
   tok.pad_id_ = special_id("pad_token");
   // Unknown symbols map to the unk token's vocabulary id (transformers looks it up in the vocabulary only).
-  const std::string& unk = std::find_if(specials.begin(), specials.end(), [](const auto& s) {
-                             return s.first == "unk_token";
-                           })->second.content;
+  const std::string& unk = specials.find("unk_token")->content;
   auto unk_it = tok.vocab_.find(unk);
   tok.unk_id_ = unk_it != tok.vocab_.end() ? unk_it->second : tok.added_ids_.at(unk);
-
-  int64_t max_id = 0;
-  for (const auto& [t, id] : known) max_id = std::max(max_id, id);
-  tok.vocab_size_ = static_cast<size_t>(max_id + 1);
   return tok;
 }
 
