@@ -22,7 +22,14 @@ struct Neighbors {
 
 class Communicator {
  public:
+  Communicator() = default;
   virtual ~Communicator() = default;
+  // It owns library handles that cannot be shared (an NCCL communicator, a duplicated MPI_Comm)
+  // and wrappers and the pipeline hold it by reference: it stays where it was made.
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+  Communicator(Communicator&&) = delete;
+  Communicator& operator=(Communicator&&) = delete;
 
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
@@ -45,6 +52,11 @@ class Communicator {
   // shape and dtype from rank `src`. Used to stream decoded clips to rank 0.
   virtual void send(const at::Tensor& tensor, int dst) = 0;
   virtual void recv(at::Tensor& tensor, int src) = 0;
+
+  // Called by the pipeline once after every denoising step, on every rank (so it may be
+  // collective). A communicator whose calls can leave a dead peer unnoticed checks for it here;
+  // the default does nothing.
+  virtual void step_boundary() {}
 
   // Bytes this rank has sent to other ranks since construction or the last reset.
   uint64_t bytes_sent() const { return bytes_sent_; }

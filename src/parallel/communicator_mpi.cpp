@@ -45,6 +45,26 @@ bool built_with_mpi() { return true; }
 
 namespace {
 
+// A communicator made by MPI_Comm_dup / MPI_Comm_split_type, freed when it goes out of scope
+// unless MPI is finalised by then (freeing after MPI_Finalize is erroneous).
+class OwnedMpiComm {
+ public:
+  OwnedMpiComm() = default;
+  ~OwnedMpiComm() {
+    int finalised = 0;
+    MPI_Finalized(&finalised);
+    if (comm_ != MPI_COMM_NULL && !finalised) MPI_Comm_free(&comm_);
+  }
+  OwnedMpiComm(const OwnedMpiComm&) = delete;
+  OwnedMpiComm& operator=(const OwnedMpiComm&) = delete;
+
+  MPI_Comm get() const { return comm_; }
+  MPI_Comm* out() { return &comm_; }  // for the MPI call that creates it
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+};
+
 // True when an MPI launcher (mpirun/mpiexec/srun with PMI) started this process.
 bool launched_by_mpi() {
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "PMI_RANK"}) {
@@ -74,10 +94,9 @@ LaunchInfo init_launch(int* argc, char*** argv) {
   info.host = host_name();
   VI_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &info.rank));
   VI_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &info.world_size));
-  MPI_Comm node = MPI_COMM_NULL;
-  VI_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, info.rank, MPI_INFO_NULL, &node));
-  VI_MPI_CHECK(MPI_Comm_rank(node, &info.local_rank));
-  MPI_Comm_free(&node);
+  OwnedMpiComm node;
+  VI_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, info.rank, MPI_INFO_NULL, node.out()));
+  VI_MPI_CHECK(MPI_Comm_rank(node.get(), &info.local_rank));
   return info;
 }
 
@@ -112,15 +131,10 @@ int byte_count(const at::Tensor& t, const char* op) {
 class MpiCommunicator final : public Communicator {
  public:
   MpiCommunicator() {
-    VI_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
-    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
-    VI_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
-    VI_MPI_CHECK(MPI_Comm_size(comm_, &size_));
-  }
-  ~MpiCommunicator() override {
-    int finalised = 0;
-    MPI_Finalized(&finalised);
-    if (!finalised) MPI_Comm_free(&comm_);
+    VI_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, comm_.out()));
+    MPI_Comm_set_errhandler(comm_.get(), MPI_ERRORS_RETURN);
+    VI_MPI_CHECK(MPI_Comm_rank(comm_.get(), &rank_));
+    VI_MPI_CHECK(MPI_Comm_size(comm_.get(), &size_));
   }
 
   int rank() const override { return rank_; }
@@ -140,10 +154,10 @@ class MpiCommunicator final : public Communicator {
     Pending p("all_gather");
     for (int r = 0; r < size_; ++r) {
       if (r == rank_) continue;
-      p.recv(comm_, base + static_cast<size_t>(r) * count, count, r, kTagAllGather);
+      p.recv(comm_.get(), base + static_cast<size_t>(r) * count, count, r, kTagAllGather);
     }
     for (int r = 0; r < size_; ++r) {
-      if (r != rank_) p.send(comm_, in.data_ptr(), count, r, kTagAllGather);
+      if (r != rank_) p.send(comm_.get(), in.data_ptr(), count, r, kTagAllGather);
     }
     wait(p);
     count_sent(static_cast<uint64_t>(count) * (size_ - 1));
@@ -169,18 +183,18 @@ class MpiCommunicator final : public Communicator {
     // Receives first, then sends, all non-blocking: no ordering between ranks can deadlock.
     if (rank_ > 0) {
       got.from_left = at::empty_like(right_out);
-      p.recv(comm_, got.from_left.data_ptr(), byte_count(right_out, "exchange"), rank_ - 1, kTagToRight);
+      p.recv(comm_.get(), got.from_left.data_ptr(), byte_count(right_out, "exchange"), rank_ - 1, kTagToRight);
     }
     if (rank_ + 1 < size_) {
       got.from_right = at::empty_like(left_out);
-      p.recv(comm_, got.from_right.data_ptr(), byte_count(left_out, "exchange"), rank_ + 1, kTagToLeft);
+      p.recv(comm_.get(), got.from_right.data_ptr(), byte_count(left_out, "exchange"), rank_ + 1, kTagToLeft);
     }
     if (rank_ > 0) {
-      p.send(comm_, left_out.data_ptr(), byte_count(left_out, "exchange"), rank_ - 1, kTagToLeft);
+      p.send(comm_.get(), left_out.data_ptr(), byte_count(left_out, "exchange"), rank_ - 1, kTagToLeft);
       count_sent(left_out.nbytes());
     }
     if (rank_ + 1 < size_) {
-      p.send(comm_, right_out.data_ptr(), byte_count(right_out, "exchange"), rank_ + 1, kTagToRight);
+      p.send(comm_.get(), right_out.data_ptr(), byte_count(right_out, "exchange"), rank_ + 1, kTagToRight);
       count_sent(right_out.nbytes());
     }
     wait(p);
@@ -195,11 +209,11 @@ class MpiCommunicator final : public Communicator {
     Pending p("broadcast");
     if (rank_ == root) {
       for (int r = 0; r < size_; ++r) {
-        if (r != root) p.send(comm_, work.data_ptr(), count, r, kTagBroadcast);
+        if (r != root) p.send(comm_.get(), work.data_ptr(), count, r, kTagBroadcast);
       }
       count_sent(work.nbytes() * (size_ - 1));
     } else {
-      p.recv(comm_, work.data_ptr(), count, root, kTagBroadcast);
+      p.recv(comm_.get(), work.data_ptr(), count, root, kTagBroadcast);
     }
     wait(p);
     if (!work.is_same(tensor)) tensor.copy_(work);
@@ -211,10 +225,10 @@ class MpiCommunicator final : public Communicator {
     uint8_t token = 1;
     Pending p("barrier");
     for (int r = 0; r < size_; ++r) {
-      if (r != rank_) p.recv(comm_, &got[static_cast<size_t>(r)], 1, r, kTagBarrier);
+      if (r != rank_) p.recv(comm_.get(), &got[static_cast<size_t>(r)], 1, r, kTagBarrier);
     }
     for (int r = 0; r < size_; ++r) {
-      if (r != rank_) p.send(comm_, &token, 1, r, kTagBarrier);
+      if (r != rank_) p.send(comm_.get(), &token, 1, r, kTagBarrier);
     }
     wait(p);
   }
@@ -223,7 +237,7 @@ class MpiCommunicator final : public Communicator {
     VI_CHECK(dst >= 0 && dst < size_ && dst != rank_, "send: invalid destination rank {}", dst);
     at::Tensor t = cpu_contiguous(tensor, "send");
     Pending p("send");
-    p.send(comm_, t.data_ptr(), byte_count(t, "send"), dst, kTagPointToPoint);
+    p.send(comm_.get(), t.data_ptr(), byte_count(t, "send"), dst, kTagPointToPoint);
     wait(p);
     count_sent(t.nbytes());
   }
@@ -232,7 +246,7 @@ class MpiCommunicator final : public Communicator {
     VI_CHECK(src >= 0 && src < size_ && src != rank_, "recv: invalid source rank {}", src);
     VI_CHECK(tensor.is_contiguous() && tensor.device().is_cpu(), "MPI recv: needs a contiguous CPU tensor");
     Pending p("recv");
-    p.recv(comm_, tensor.data_ptr(), byte_count(tensor, "recv"), src, kTagPointToPoint);
+    p.recv(comm_.get(), tensor.data_ptr(), byte_count(tensor, "recv"), src, kTagPointToPoint);
     wait(p);
   }
 
@@ -307,7 +321,7 @@ class MpiCommunicator final : public Communicator {
     return t.contiguous();
   }
 
-  MPI_Comm comm_ = MPI_COMM_NULL;
+  OwnedMpiComm comm_;
   int rank_ = 0;
   int size_ = 1;
 };
@@ -321,7 +335,6 @@ std::unique_ptr<Communicator> make_mpi_communicator() {
   return std::make_unique<MpiCommunicator>();
 }
 
-// Used by the NCCL communicator to share its unique id.
 void mpi_broadcast_bytes(void* data, int bytes, int root) {
   VI_MPI_CHECK(MPI_Bcast(data, bytes, MPI_BYTE, root, MPI_COMM_WORLD));
 }

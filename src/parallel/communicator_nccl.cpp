@@ -17,7 +17,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <thread>
+#include <type_traits>
 
 #include "core/check.h"
 #include "parallel/launch.h"
@@ -28,10 +30,6 @@
 #endif
 
 namespace vi::parallel {
-
-#ifdef VI_HAVE_MPI
-void mpi_broadcast_bytes(void* data, int bytes, int root);
-#endif
 
 #define VI_CUDA_CHECK(call)                                                                             \
   do {                                                                                                  \
@@ -64,6 +62,20 @@ ncclDataType_t nccl_type(at::ScalarType type) {
     default: VI_FAIL("NCCL: unsupported dtype {}", c10::toString(type));
   }
 }
+
+// A CUDA or NCCL handle (a pointer type) that `Release` frees when it goes out of scope.
+// Release results are ignored: nothing can be done about a failure while tearing down.
+template <typename Handle, auto Release>
+struct ReleaseHandle {
+  void operator()(Handle handle) const { static_cast<void>(Release(handle)); }
+};
+template <typename Handle, auto Release>
+using UniqueHandle = std::unique_ptr<std::remove_pointer_t<Handle>, ReleaseHandle<Handle, Release>>;
+
+using UniqueNcclComm = UniqueHandle<ncclComm_t, ncclCommDestroy>;
+using UniqueCudaStream = UniqueHandle<cudaStream_t, cudaStreamDestroy>;
+using UniqueCudaEvent = UniqueHandle<cudaEvent_t, cudaEventDestroy>;
+using UniqueDeviceInt = UniqueHandle<int32_t*, cudaFree>;
 
 ncclUniqueId share_unique_id(const LaunchInfo& launch) {
   ncclUniqueId id{};
@@ -107,17 +119,14 @@ class NcclCommunicator final : public Communicator {
     device_index_ = launch.local_rank % devices;
     VI_CUDA_CHECK(cudaSetDevice(device_index_));
     ncclUniqueId id = share_unique_id(launch);
-    VI_NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_));
-    VI_CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
-    VI_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
-    VI_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
-  }
-  ~NcclCommunicator() override {
-    if (comm_) ncclCommDestroy(comm_);
-    if (done_) cudaEventDestroy(done_);
-    if (ready_) cudaEventDestroy(ready_);
-    if (comm_stream_) cudaStreamDestroy(comm_stream_);
-    if (barrier_flag_) cudaFree(barrier_flag_);
+    ncclComm_t raw_comm = nullptr;
+    VI_NCCL_CHECK(ncclCommInitRank(&raw_comm, size_, id, rank_));
+    comm_.reset(raw_comm);
+    cudaStream_t raw_stream = nullptr;
+    VI_CUDA_CHECK(cudaStreamCreateWithFlags(&raw_stream, cudaStreamNonBlocking));
+    comm_stream_.reset(raw_stream);
+    ready_ = make_event();
+    done_ = make_event();
   }
 
   int rank() const override { return rank_; }
@@ -132,8 +141,8 @@ class NcclCommunicator final : public Communicator {
     shape[0] *= size_;
     at::Tensor out = at::empty(shape, in.options());
     on_comm_stream("all_gather", [&] {
-      VI_NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_type(in.scalar_type()), comm_,
-                                  comm_stream_));
+      VI_NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_type(in.scalar_type()), comm(),
+                                  stream()));
     });
     count_sent(in.nbytes() * (size_ - 1));
     return out;
@@ -143,7 +152,7 @@ class NcclCommunicator final : public Communicator {
     at::Tensor work = cuda_contiguous(tensor, "all_reduce_sum");
     on_comm_stream("all_reduce_sum", [&] {
       VI_NCCL_CHECK(ncclAllReduce(work.data_ptr(), work.data_ptr(), work.numel(), nccl_type(work.scalar_type()),
-                                  ncclSum, comm_, comm_stream_));
+                                  ncclSum, comm(), stream()));
     });
     if (size_ > 1) count_sent(work.nbytes());
     if (!work.is_same(tensor)) tensor.copy_(work);
@@ -160,15 +169,15 @@ class NcclCommunicator final : public Communicator {
       VI_NCCL_CHECK(ncclGroupStart());
       if (rank_ > 0) {
         VI_NCCL_CHECK(ncclRecv(got.from_left.data_ptr(), got.from_left.numel(), nccl_type(right_out.scalar_type()),
-                               rank_ - 1, comm_, comm_stream_));
+                               rank_ - 1, comm(), stream()));
         VI_NCCL_CHECK(ncclSend(left_out.data_ptr(), left_out.numel(), nccl_type(left_out.scalar_type()), rank_ - 1,
-                               comm_, comm_stream_));
+                               comm(), stream()));
       }
       if (rank_ + 1 < size_) {
         VI_NCCL_CHECK(ncclRecv(got.from_right.data_ptr(), got.from_right.numel(), nccl_type(left_out.scalar_type()),
-                               rank_ + 1, comm_, comm_stream_));
+                               rank_ + 1, comm(), stream()));
         VI_NCCL_CHECK(ncclSend(right_out.data_ptr(), right_out.numel(), nccl_type(right_out.scalar_type()),
-                               rank_ + 1, comm_, comm_stream_));
+                               rank_ + 1, comm(), stream()));
       }
       VI_NCCL_CHECK(ncclGroupEnd());
     });
@@ -182,7 +191,7 @@ class NcclCommunicator final : public Communicator {
     at::Tensor work = cuda_contiguous(tensor, "broadcast");
     on_comm_stream("broadcast", [&] {
       VI_NCCL_CHECK(ncclBroadcast(work.data_ptr(), work.data_ptr(), work.numel(), nccl_type(work.scalar_type()),
-                                  root, comm_, comm_stream_));
+                                  root, comm(), stream()));
     });
     if (rank_ == root) count_sent(work.nbytes() * (size_ - 1));
     if (!work.is_same(tensor)) tensor.copy_(work);
@@ -190,18 +199,32 @@ class NcclCommunicator final : public Communicator {
 
   // The one call where the host waits: until every rank has reached it, or timeout().
   void barrier() override {
-    if (!barrier_flag_) VI_CUDA_CHECK(cudaMalloc(&barrier_flag_, sizeof(int32_t)));
+    if (!barrier_flag_) {
+      int32_t* flag = nullptr;
+      VI_CUDA_CHECK(cudaMalloc(&flag, sizeof(int32_t)));
+      barrier_flag_.reset(flag);
+    }
     on_comm_stream("barrier", [&] {
-      VI_CUDA_CHECK(cudaMemsetAsync(barrier_flag_, 0, sizeof(int32_t), comm_stream_));
-      VI_NCCL_CHECK(ncclAllReduce(barrier_flag_, barrier_flag_, 1, ncclInt32, ncclSum, comm_, comm_stream_));
+      int32_t* flag = barrier_flag_.get();
+      VI_CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof(int32_t), stream()));
+      VI_NCCL_CHECK(ncclAllReduce(flag, flag, 1, ncclInt32, ncclSum, comm(), stream()));
     });
     wait_host("barrier");
+  }
+
+  // On CUDA this communicator's transfers are queued without the host waiting, so a rank that
+  // stops would stall the other ranks' GPU queues forever, and no host call would notice. One
+  // host-side barrier per step, under --comm-timeout, bounds that wait and turns it into an
+  // error; without a timeout it could only wait forever, so it is skipped. The MPI communicator
+  // times out inside every call instead and needs nothing here.
+  void step_boundary() override {
+    if (world_size() > 1 && timeout() > 0) barrier();
   }
 
   void send(const at::Tensor& tensor, int dst) override {
     at::Tensor t = cuda_contiguous(tensor, "send");
     on_comm_stream("send", [&] {
-      VI_NCCL_CHECK(ncclSend(t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), dst, comm_, comm_stream_));
+      VI_NCCL_CHECK(ncclSend(t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), dst, comm(), stream()));
     });
     count_sent(t.nbytes());
   }
@@ -211,7 +234,7 @@ class NcclCommunicator final : public Communicator {
     cuda_contiguous(tensor, "recv");
     on_comm_stream("recv", [&] {
       VI_NCCL_CHECK(
-          ncclRecv(tensor.data_ptr(), tensor.numel(), nccl_type(tensor.scalar_type()), src, comm_, comm_stream_));
+          ncclRecv(tensor.data_ptr(), tensor.numel(), nccl_type(tensor.scalar_type()), src, comm(), stream()));
     });
   }
 
@@ -239,7 +262,7 @@ class NcclCommunicator final : public Communicator {
   // NCCL's asynchronous error state (a peer failed); on an error the communicator is aborted.
   ncclResult_t take_async_error() {
     ncclResult_t async = ncclSuccess;
-    VI_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
+    VI_NCCL_CHECK(ncclCommGetAsyncError(comm(), &async));
     if (async != ncclSuccess) abort_comm();
     return async;
   }
@@ -249,11 +272,11 @@ class NcclCommunicator final : public Communicator {
   template <typename F>
   void on_comm_stream(const char* op, F&& enqueue) {
     check_usable(op);
-    VI_CUDA_CHECK(cudaEventRecord(ready_, compute_stream()));
-    VI_CUDA_CHECK(cudaStreamWaitEvent(comm_stream_, ready_, 0));
+    VI_CUDA_CHECK(cudaEventRecord(ready_.get(), compute_stream()));
+    VI_CUDA_CHECK(cudaStreamWaitEvent(stream(), ready_.get(), 0));
     enqueue();
-    VI_CUDA_CHECK(cudaEventRecord(done_, comm_stream_));
-    VI_CUDA_CHECK(cudaStreamWaitEvent(compute_stream(), done_, 0));
+    VI_CUDA_CHECK(cudaEventRecord(done_.get(), stream()));
+    VI_CUDA_CHECK(cudaStreamWaitEvent(compute_stream(), done_.get(), 0));
   }
 
   // The host waits for the last call's transfers: polls its event and NCCL's asynchronous error
@@ -263,7 +286,7 @@ class NcclCommunicator final : public Communicator {
     const auto start = std::chrono::steady_clock::now();
     const double limit = timeout();
     for (int polls = 0;; ++polls) {
-      const cudaError_t state = cudaEventQuery(done_);
+      const cudaError_t state = cudaEventQuery(done_.get());
       if (state == cudaSuccess) return;
       VI_CHECK(state == cudaErrorNotReady, "CUDA error on rank {} ({}) waiting for NCCL {}: {}", rank_, host_name(),
                op, cudaGetErrorString(state));
@@ -282,9 +305,18 @@ class NcclCommunicator final : public Communicator {
     }
   }
 
+  // Aborting frees the communicator: release it from comm_ so it is not destroyed again.
   void abort_comm() {
-    if (comm_) ncclCommAbort(comm_);
-    comm_ = nullptr;
+    if (comm_) ncclCommAbort(comm_.release());
+  }
+
+  ncclComm_t comm() const { return comm_.get(); }
+  cudaStream_t stream() const { return comm_stream_.get(); }
+
+  static UniqueCudaEvent make_event() {
+    cudaEvent_t event = nullptr;
+    VI_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+    return UniqueCudaEvent(event);
   }
 
   at::Tensor cuda_contiguous(const at::Tensor& t, const char* op) const {
@@ -297,10 +329,12 @@ class NcclCommunicator final : public Communicator {
   int rank_ = 0;
   int size_ = 1;
   int device_index_ = 0;
-  ncclComm_t comm_ = nullptr;
-  cudaStream_t comm_stream_ = nullptr;
-  cudaEvent_t ready_ = nullptr, done_ = nullptr;  // compute -> comm, comm -> compute
-  int32_t* barrier_flag_ = nullptr;
+  // Members are destroyed bottom-up: the communicator before the stream and events its queued
+  // work uses, the barrier's device memory last.
+  UniqueDeviceInt barrier_flag_;
+  UniqueCudaStream comm_stream_;
+  UniqueCudaEvent ready_, done_;  // compute -> comm, comm -> compute
+  UniqueNcclComm comm_;
 };
 
 }  // namespace

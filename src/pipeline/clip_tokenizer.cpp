@@ -11,7 +11,7 @@
 
 #include "core/check.h"
 #include "core/json_config.h"
-#include "pipeline/unicode_tables.h"
+#include "pipeline/unicode.h"
 
 namespace vi::pipeline {
 
@@ -19,8 +19,6 @@ namespace fs = std::filesystem;
 namespace uc = unicode;
 
 namespace {
-
-constexpr char32_t kReplacement = 0xFFFD;
 
 // Ref: transformers tokenization_clip.py bytes_to_unicode: printable Latin-1 bytes stand for
 // themselves, the other 68 bytes map to U+0100.. in byte order.
@@ -30,99 +28,6 @@ std::vector<char32_t> byte_to_unicode() {
   int n = 0;
   for (int b = 0; b < 256; ++b) table[b] = printable(b) ? char32_t(b) : char32_t(256 + n++);
   return table;
-}
-
-bool has(char32_t cp, uint16_t property) { return (uc::properties(cp) & property) != 0; }
-
-// Ref: transformers tokenization_utils.py _is_control / _is_whitespace.
-bool is_control(char32_t cp) { return cp != '\t' && cp != '\n' && cp != '\r' && has(cp, uc::kCategoryC); }
-bool is_whitespace(char32_t cp) {
-  return cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r' || has(cp, uc::kCategoryZs);
-}
-bool is_python_space(char32_t cp) { return has(cp, uc::kPythonSpace); }
-
-// Ref: BasicTokenizer._is_chinese_char (the CJK ideograph blocks, not all CJK scripts).
-bool is_cjk_ideograph(char32_t cp) {
-  return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) || (cp >= 0x20000 && cp <= 0x2A6DF) ||
-         (cp >= 0x2A700 && cp <= 0x2B73F) || (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B820 && cp <= 0x2CEAF) ||
-         (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
-}
-
-// Hangul syllable algorithm constants (Unicode 3.12).
-constexpr char32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161, kTBase = 0x11A7;
-constexpr char32_t kLCount = 19, kVCount = 21, kTCount = 28, kNCount = kVCount * kTCount, kSCount = kLCount * kNCount;
-
-void decompose(char32_t cp, std::u32string& out) {
-  if (cp >= kSBase && cp < kSBase + kSCount) {
-    const char32_t s = cp - kSBase;
-    out.push_back(kLBase + s / kNCount);
-    out.push_back(kVBase + (s % kNCount) / kTCount);
-    if (s % kTCount != 0) out.push_back(kTBase + s % kTCount);
-    return;
-  }
-  char32_t parts[2];
-  const int n = uc::canonical_decomposition(cp, parts);
-  if (n == 0) {
-    out.push_back(cp);
-    return;
-  }
-  decompose(parts[0], out);
-  if (n == 2) decompose(parts[1], out);
-}
-
-char32_t compose_pair(char32_t first, char32_t second) {
-  if (first >= kLBase && first < kLBase + kLCount && second >= kVBase && second < kVBase + kVCount) {
-    return kSBase + ((first - kLBase) * kVCount + (second - kVBase)) * kTCount;
-  }
-  if (first >= kSBase && first < kSBase + kSCount && (first - kSBase) % kTCount == 0 && second > kTBase &&
-      second < kTBase + kTCount) {
-    return first + (second - kTBase);
-  }
-  return uc::canonical_composition(first, second);
-}
-
-// Python's Final_Sigma rule for U+03A3 at `i`: a cased letter before it and none after it, both
-// looked for across Case_Ignorable characters. Ref: CPython unicodeobject.c handle_capital_sigma.
-bool final_sigma(const std::u32string& s, size_t i) {
-  size_t j = i;
-  bool found = false;
-  while (j > 0) {
-    --j;
-    if (!has(s[j], uc::kCaseIgnorable)) {
-      found = true;
-      break;
-    }
-  }
-  if (!found || !has(s[j], uc::kCased)) return false;
-  for (size_t k = i + 1; k < s.size(); ++k) {
-    if (!has(s[k], uc::kCaseIgnorable)) return !has(s[k], uc::kCased);
-  }
-  return true;
-}
-
-// str.split() (no argument): runs of whitespace separate, none at the ends.
-std::vector<std::u32string> split_whitespace(const std::u32string& s) {
-  std::vector<std::u32string> words;
-  size_t i = 0;
-  while (i < s.size()) {
-    while (i < s.size() && is_python_space(s[i])) ++i;
-    size_t start = i;
-    while (i < s.size() && !is_python_space(s[i])) ++i;
-    if (i > start) words.emplace_back(s, start, i - start);
-  }
-  return words;
-}
-
-std::u32string lstrip(const std::u32string& s) {
-  size_t i = 0;
-  while (i < s.size() && is_python_space(s[i])) ++i;
-  return s.substr(i);
-}
-
-std::u32string rstrip(const std::u32string& s) {
-  size_t n = s.size();
-  while (n > 0 && is_python_space(s[n - 1])) --n;
-  return s.substr(0, n);
 }
 
 // One character of the regex under IGNORECASE against a lower-case ASCII literal: its upper-case
@@ -141,11 +46,78 @@ size_t match_literal(const std::u32string& s, size_t i, const char* lit) {
   return n;
 }
 
-bool regex_letter(char32_t c) { return has(c, uc::kLetter); }
-bool regex_number(char32_t c) { return has(c, uc::kNumber); }
+bool regex_letter(char32_t c) { return uc::has(c, uc::kLetter); }
+bool regex_number(char32_t c) { return uc::has(c, uc::kNumber); }
 bool regex_other(char32_t c) {
-  return !has(c, uc::kWhiteSpace | uc::kLetter | uc::kNumber | uc::kRegexIgnoreCaseHole);
+  return !uc::has(c, uc::kWhiteSpace | uc::kLetter | uc::kNumber | uc::kRegexIgnoreCaseHole);
 }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Text functions
+
+namespace clip_text {
+
+std::u32string basic_clean(const std::u32string& text) {
+  // Ref: transformers BasicTokenizer.tokenize / _clean_text / _tokenize_chinese_chars.
+  std::u32string cleaned;
+  cleaned.reserve(text.size());
+  for (char32_t c : text) {
+    if (c == 0 || c == uc::kReplacement || uc::is_control(c)) continue;
+    if (uc::is_whitespace(c)) {
+      cleaned.push_back(' ');
+    } else if (uc::is_cjk_ideograph(c)) {
+      cleaned.push_back(' ');
+      cleaned.push_back(c);
+      cleaned.push_back(' ');
+    } else {
+      cleaned.push_back(c);
+    }
+  }
+  std::u32string out;
+  for (const auto& word : uc::split_whitespace(uc::nfc(cleaned))) {
+    // Lower-casing cannot create whitespace, so the second whitespace split of the reference is a no-op.
+    if (!out.empty()) out.push_back(' ');
+    out += uc::lower(word);
+  }
+  return out;
+}
+
+std::vector<std::u32string> pre_tokenize(const std::u32string& s) {
+  static const char* const kLiterals[] = {"<|startoftext|>", "<|endoftext|>", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
+  std::vector<std::u32string> pieces;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t len = 0;
+    for (const char* lit : kLiterals) {  // alternation order: the first alternative that matches wins
+      if ((len = match_literal(s, i, lit)) > 0) break;
+    }
+    if (len == 0) {
+      if (regex_letter(s[i])) {
+        while (i + len < s.size() && regex_letter(s[i + len])) ++len;
+      } else if (regex_number(s[i])) {
+        len = 1;
+      } else if (regex_other(s[i])) {
+        while (i + len < s.size() && regex_other(s[i + len])) ++len;
+      }
+    }
+    if (len == 0) {  // no alternative matches here (whitespace, U+0345): findall moves on
+      ++i;
+      continue;
+    }
+    pieces.emplace_back(s, i, len);
+    i += len;
+  }
+  return pieces;
+}
+
+}  // namespace clip_text
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+namespace {
 
 std::string read_text_file(const std::string& path) {
   VI_CHECK(fs::exists(path), "{}: file not found", path);
@@ -198,285 +170,84 @@ TokenSpec parse_token_spec(const nlohmann::json& value, const std::string& where
 constexpr const char* kSpecialKeys[] = {"bos_token", "eos_token", "unk_token", "sep_token",
                                         "pad_token", "cls_token", "mask_token"};
 
-}  // namespace
+std::string file_in(const std::string& dir, const char* name) { return (fs::path(dir) / name).string(); }
 
-// ---------------------------------------------------------------------------------------------
-// Text functions
-
-namespace clip_text {
-
-std::u32string decode_utf8(const std::string& bytes) {
-  std::u32string out;
-  out.reserve(bytes.size());
-  const auto* s = reinterpret_cast<const unsigned char*>(bytes.data());
-  const size_t n = bytes.size();
-  size_t i = 0;
-  while (i < n) {
-    const unsigned char b = s[i];
-    if (b < 0x80) {
-      out.push_back(b);
-      ++i;
-      continue;
-    }
-    // Lead byte: sequence length and the valid range of the second byte (no overlongs, no
-    // surrogates, nothing past U+10FFFF). A bad sequence yields one U+FFFD per maximal subpart.
-    int len = 0;
-    unsigned char lo = 0x80, hi = 0xBF;
-    char32_t cp = 0;
-    if (b >= 0xC2 && b <= 0xDF) {
-      len = 2, cp = b & 0x1F;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-      len = 3, cp = b & 0x0F;
-      if (b == 0xE0) lo = 0xA0;
-      if (b == 0xED) hi = 0x9F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-      len = 4, cp = b & 0x07;
-      if (b == 0xF0) lo = 0x90;
-      if (b == 0xF4) hi = 0x8F;
-    } else {
-      out.push_back(kReplacement);
-      ++i;
-      continue;
-    }
-    size_t j = 1;
-    bool ok = true;
-    for (; j < static_cast<size_t>(len); ++j) {
-      if (i + j >= n) {
-        ok = false;
-        break;
-      }
-      const unsigned char c = s[i + j];
-      const unsigned char min = j == 1 ? lo : 0x80, max = j == 1 ? hi : 0xBF;
-      if (c < min || c > max) {
-        ok = false;
-        break;
-      }
-      cp = (cp << 6) | (c & 0x3F);
-    }
-    if (ok) {
-      out.push_back(cp);
-      i += len;
-    } else {
-      out.push_back(kReplacement);
-      i += j;
-    }
+// vocab.json: {"token": id, ...}
+std::unordered_map<std::string, int64_t> read_vocab(const std::string& vocab_path) {
+  nlohmann::json vocab;
+  try {
+    vocab = nlohmann::json::parse(read_text_file(vocab_path));
+  } catch (const nlohmann::json::exception& e) {
+    VI_FAIL("{}: invalid JSON: {}", vocab_path, e.what());
   }
-  return out;
+  VI_CHECK(vocab.is_object() && !vocab.empty(), "{}: expected a non-empty JSON object of token -> id", vocab_path);
+  std::unordered_map<std::string, int64_t> ids;
+  ids.reserve(vocab.size());
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+    VI_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0 &&
+                 it.value().get<int64_t>() < (int64_t(1) << 31),
+             "{}: token '{}' has id {}, expected a non-negative integer", vocab_path, it.key(), it.value().dump());
+    ids[it.key()] = it.value().get<int64_t>();
+  }
+  return ids;
 }
 
-std::string encode_utf8(const std::u32string& text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char32_t c : text) {
-    if (c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) c = kReplacement;
-    if (c < 0x80) {
-      out.push_back(static_cast<char>(c));
-    } else if (c < 0x800) {
-      out.push_back(static_cast<char>(0xC0 | (c >> 6)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    } else if (c < 0x10000) {
-      out.push_back(static_cast<char>(0xE0 | (c >> 12)));
-      out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    } else {
-      out.push_back(static_cast<char>(0xF0 | (c >> 18)));
-      out.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    }
-  }
-  return out;
-}
-
-std::u32string nfc(const std::u32string& text) {
-  // 1. Full canonical decomposition.
-  std::u32string d;
-  d.reserve(text.size());
-  for (char32_t c : text) decompose(c, d);
-  // 2. Canonical ordering: every run of non-starters stably sorted by combining class.
-  for (size_t i = 0; i < d.size();) {
-    if (uc::combining_class(d[i]) == 0) {
-      ++i;
-      continue;
-    }
-    size_t j = i;
-    while (j < d.size() && uc::combining_class(d[j]) != 0) ++j;
-    std::stable_sort(d.begin() + i, d.begin() + j,
-                     [](char32_t a, char32_t b) { return uc::combining_class(a) < uc::combining_class(b); });
-    i = j;
-  }
-  // 3. Canonical composition: each character joins the last starter unless blocked by a character
-  //    in between of class 0 or of a class >= its own.
-  std::u32string out;
-  out.reserve(d.size());
-  size_t starter = std::u32string::npos;
-  for (char32_t c : d) {
-    const uint8_t ccc = uc::combining_class(c);
-    if (starter != std::u32string::npos) {
-      const bool adjacent = starter + 1 == out.size();
-      const uint8_t last = adjacent ? 0 : uc::combining_class(out.back());
-      if (adjacent || (last != 0 && last < ccc)) {
-        if (char32_t composite = compose_pair(out[starter], c)) {
-          out[starter] = composite;
-          continue;
-        }
-      }
-    }
-    if (ccc == 0) starter = out.size();
-    out.push_back(c);
-  }
-  return out;
-}
-
-std::u32string lower(const std::u32string& text) {
-  std::u32string out;
-  out.reserve(text.size());
+// The file's text with universal newlines (\r\n and \r become \n), stripped at both ends.
+std::string read_stripped_text(const std::string& path) {
+  const std::string text = read_text_file(path);
+  std::string normalized;
+  normalized.reserve(text.size());
   for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == 0x3A3) {
-      out.push_back(final_sigma(text, i) ? 0x3C2 : 0x3C3);
-      continue;
-    }
-    char32_t mapped[3];
-    const int n = uc::lowercase(text[i], mapped);
-    out.append(mapped, mapped + n);
-  }
-  return out;
-}
-
-std::u32string basic_clean(const std::u32string& text) {
-  // Ref: transformers BasicTokenizer.tokenize / _clean_text / _tokenize_chinese_chars.
-  std::u32string cleaned;
-  cleaned.reserve(text.size());
-  for (char32_t c : text) {
-    if (c == 0 || c == kReplacement || is_control(c)) continue;
-    if (is_whitespace(c)) {
-      cleaned.push_back(' ');
-    } else if (is_cjk_ideograph(c)) {
-      cleaned.push_back(' ');
-      cleaned.push_back(c);
-      cleaned.push_back(' ');
+    if (text[i] == '\r') {
+      normalized.push_back('\n');
+      if (i + 1 < text.size() && text[i + 1] == '\n') ++i;
     } else {
-      cleaned.push_back(c);
+      normalized.push_back(text[i]);
     }
   }
-  std::u32string out;
-  for (const auto& word : split_whitespace(nfc(cleaned))) {
-    // Lower-casing cannot create whitespace, so the second whitespace split of the reference is a no-op.
-    if (!out.empty()) out.push_back(' ');
-    out += lower(word);
-  }
-  return out;
+  const char* ws = " \t\n\v\f";
+  const size_t b = normalized.find_first_not_of(ws), e = normalized.find_last_not_of(ws);
+  return b == std::string::npos ? std::string() : normalized.substr(b, e - b + 1);
 }
 
-std::vector<std::u32string> pre_tokenize(const std::u32string& s) {
-  static const char* const kLiterals[] = {"<|startoftext|>", "<|endoftext|>", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
-  std::vector<std::u32string> pieces;
-  size_t i = 0;
-  while (i < s.size()) {
-    size_t len = 0;
-    for (const char* lit : kLiterals) {  // alternation order: the first alternative that matches wins
-      if ((len = match_literal(s, i, lit)) > 0) break;
-    }
-    if (len == 0) {
-      if (regex_letter(s[i])) {
-        while (i + len < s.size() && regex_letter(s[i + len])) ++len;
-      } else if (regex_number(s[i])) {
-        len = 1;
-      } else if (regex_other(s[i])) {
-        while (i + len < s.size() && regex_other(s[i + len])) ++len;
-      }
-    }
-    if (len == 0) {  // no alternative matches here (whitespace, U+0345): findall moves on
-      ++i;
-      continue;
-    }
-    pieces.emplace_back(s, i, len);
-    i += len;
+// merges.txt: a header line, then "first second" per line, rank = position. As the reference
+// reads it: universal newlines, the whole file stripped, lines 1 .. 49152-256-2, each split on
+// whitespace (a line that is not two symbols never matches a pair but keeps its rank).
+std::unordered_map<std::string, int32_t> read_merges(const std::string& merges_path) {
+  std::unordered_map<std::string, int32_t> ranks;
+  std::istringstream lines(read_stripped_text(merges_path));
+  std::string line;
+  constexpr int kMaxMerges = 49152 - 256 - 2;
+  for (int index = -1; index < kMaxMerges && std::getline(lines, line); ++index) {
+    if (index < 0) continue;  // header
+    std::istringstream parts(line);
+    std::string first, second, extra;
+    if (parts >> first >> second && !(parts >> extra)) ranks[first + " " + second] = index;
   }
-  return pieces;
+  return ranks;
 }
 
-}  // namespace clip_text
-
-// ---------------------------------------------------------------------------------------------
-// Loading
-
-ClipTokenizer ClipTokenizer::load(const std::string& tokenizer_dir) {
-  VI_CHECK(fs::is_directory(tokenizer_dir), "tokenizer directory '{}' not found", tokenizer_dir);
-  ClipTokenizer tok;
-  const std::vector<char32_t> byte_map = byte_to_unicode();
-  for (int b = 0; b < 256; ++b) tok.byte_symbols_[b] = clip_text::encode_utf8(std::u32string(1, byte_map[b]));
-
-  // vocab.json: {"token": id, ...}
-  const std::string vocab_path = (fs::path(tokenizer_dir) / "vocab.json").string();
-  {
-    nlohmann::json vocab;
-    try {
-      vocab = nlohmann::json::parse(read_text_file(vocab_path));
-    } catch (const nlohmann::json::exception& e) {
-      VI_FAIL("{}: invalid JSON: {}", vocab_path, e.what());
-    }
-    VI_CHECK(vocab.is_object() && !vocab.empty(), "{}: expected a non-empty JSON object of token -> id", vocab_path);
-    tok.vocab_.reserve(vocab.size());
-    for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-      VI_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0 &&
-                   it.value().get<int64_t>() < (int64_t(1) << 31),
-               "{}: token '{}' has id {}, expected a non-negative integer", vocab_path, it.key(), it.value().dump());
-      tok.vocab_[it.key()] = it.value().get<int64_t>();
-    }
-  }
-
-  // merges.txt: a header line, then "first second" per line, rank = position. As the reference
-  // reads it: universal newlines, the whole file stripped, lines 1 .. 49152-256-2, each split on
-  // whitespace (a line that is not two symbols never matches a pair but keeps its rank).
-  const std::string merges_path = (fs::path(tokenizer_dir) / "merges.txt").string();
-  {
-    std::string text = read_text_file(merges_path);
-    std::string normalized;
-    normalized.reserve(text.size());
-    for (size_t i = 0; i < text.size(); ++i) {
-      if (text[i] == '\r') {
-        normalized.push_back('\n');
-        if (i + 1 < text.size() && text[i + 1] == '\n') ++i;
-      } else {
-        normalized.push_back(text[i]);
-      }
-    }
-    const char* ws = " \t\n\v\f";
-    const size_t b = normalized.find_first_not_of(ws), e = normalized.find_last_not_of(ws);
-    normalized = b == std::string::npos ? std::string() : normalized.substr(b, e - b + 1);
-    std::istringstream lines(normalized);
-    std::string line;
-    constexpr int kMaxMerges = 49152 - 256 - 2;
-    for (int index = -1; index < kMaxMerges && std::getline(lines, line); ++index) {
-      if (index < 0) continue;  // header
-      std::istringstream parts(line);
-      std::string first, second, extra;
-      if (parts >> first >> second && !(parts >> extra)) tok.merge_ranks_[first + " " + second] = index;
-    }
-  }
-
-  // Special tokens: tokenizer_config.json, overridden by special_tokens_map.json (as transformers'
-  // from_pretrained does), defaults as CLIPTokenizer's constructor.
-  const std::string config_path = (fs::path(tokenizer_dir) / "tokenizer_config.json").string();
-  const core::JsonConfig config = core::JsonConfig::load(config_path);
-  std::vector<std::pair<std::string, TokenSpec>> specials = {
+// Special tokens: tokenizer_config.json, overridden by special_tokens_map.json (as transformers'
+// from_pretrained does), defaults as CLIPTokenizer's constructor.
+struct SpecialTokens {
+  std::vector<std::pair<std::string, TokenSpec>> named = {
       {"bos_token", {"<|startoftext|>"}}, {"eos_token", {"<|endoftext|>"}}, {"unk_token", {"<|endoftext|>"}},
       {"pad_token", {"<|endoftext|>"}}};
-  auto set_special = [&](const std::string& key, const TokenSpec& spec) {
-    for (auto& [k, v] : specials) {
+  std::vector<TokenSpec> additional;
+
+  void set(const std::string& key, const TokenSpec& spec) {
+    for (auto& [k, v] : named) {
       if (k == key) {
         v = spec;
         return;
       }
     }
-    specials.emplace_back(key, spec);
-  };
-  std::vector<TokenSpec> additional;
-  auto read_specials = [&](const nlohmann::json& json, const std::string& origin) {
+    named.emplace_back(key, spec);
+  }
+
+  void read(const nlohmann::json& json, const std::string& origin) {
     for (const char* key : kSpecialKeys) {
-      if (json.contains(key) && !json.at(key).is_null())
-        set_special(key, parse_token_spec(json.at(key), origin + ": " + key));
+      if (json.contains(key) && !json.at(key).is_null()) set(key, parse_token_spec(json.at(key), origin + ": " + key));
     }
     if (json.contains("additional_special_tokens") && !json.at("additional_special_tokens").is_null()) {
       const auto& list = json.at("additional_special_tokens");
@@ -484,82 +255,143 @@ ClipTokenizer ClipTokenizer::load(const std::string& tokenizer_dir) {
       additional.clear();
       for (const auto& v : list) additional.push_back(parse_token_spec(v, origin + ": additional_special_tokens"));
     }
-  };
-  read_specials(config.json(), config_path);
-  const std::string map_path = (fs::path(tokenizer_dir) / "special_tokens_map.json").string();
-  if (fs::exists(map_path)) read_specials(core::JsonConfig::load(map_path).json(), map_path);
+  }
 
+  const TokenSpec* find(const std::string& key) const {
+    for (const auto& [k, spec] : named) {
+      if (k == key) return &spec;
+    }
+    return nullptr;
+  }
+};
+
+SpecialTokens read_special_tokens(const core::JsonConfig& config, const std::string& config_path,
+                                  const std::string& map_path) {
+  SpecialTokens specials;
+  specials.read(config.json(), config_path);
+  if (fs::exists(map_path)) specials.read(core::JsonConfig::load(map_path).json(), map_path);
+  return specials;
+}
+
+size_t read_max_length(const core::JsonConfig& config, const std::string& config_path) {
   const int64_t max_length = config.get_or<int64_t>("model_max_length", 77);
   VI_CHECK(max_length >= 2 && max_length <= 1000000, "{}: model_max_length {} out of range [2, 1000000]", config_path,
            max_length);
-  tok.max_length_ = static_cast<size_t>(max_length);
+  return static_cast<size_t>(max_length);
+}
 
-  // Added tokens, in transformers' order: those a saved tokenizer lists with their ids, then every
-  // special token not yet added (its vocabulary id, or a new id after everything so far).
-  std::unordered_map<std::string, int64_t> known = tok.vocab_;
-  auto add = [&](const TokenSpec& spec, std::optional<int64_t> id) {
-    if (tok.added_ids_.count(spec.content)) return;
+// tokenizer_config.json's added_tokens_decoder ({"id": token, ...}), in id order.
+std::vector<std::pair<int64_t, TokenSpec>> read_added_tokens_decoder(const core::JsonConfig& config,
+                                                                     const std::string& config_path) {
+  std::vector<std::pair<int64_t, TokenSpec>> entries;
+  if (!config.has("added_tokens_decoder")) return entries;
+  const auto& decoder = config.json().at("added_tokens_decoder");
+  VI_CHECK(decoder.is_object(), "{}: added_tokens_decoder must be an object", config_path);
+  for (auto it = decoder.begin(); it != decoder.end(); ++it) {
+    int64_t id = -1;
+    try {
+      id = std::stoll(it.key());
+    } catch (const std::exception&) {
+    }
+    VI_CHECK(id >= 0, "{}: added_tokens_decoder key '{}' is not an id", config_path, it.key());
+    entries.emplace_back(id, parse_token_spec(it.value(), config_path + ": added_tokens_decoder"));
+  }
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return entries;
+}
+
+// added_tokens.json ({"token": id, ...}, optional), in id order.
+std::vector<std::pair<int64_t, std::string>> read_added_tokens_file(const std::string& added_path) {
+  std::vector<std::pair<int64_t, std::string>> entries;
+  if (!fs::exists(added_path)) return entries;
+  const auto added = core::JsonConfig::load(added_path);
+  for (auto it = added.json().begin(); it != added.json().end(); ++it) {
+    VI_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0,
+             "{}: token '{}' needs a non-negative integer id", added_path, it.key());
+    entries.emplace_back(it.value().get<int64_t>(), it.key());
+  }
+  std::sort(entries.begin(), entries.end());
+  return entries;
+}
+
+// The ids of added tokens as transformers assigns them: a token keeps the first id it is added
+// with; without one it takes its vocabulary id, or a new id after everything so far.
+class AddedTokenIds {
+ public:
+  explicit AddedTokenIds(const std::unordered_map<std::string, int64_t>& vocab) : known_(vocab) {}
+
+  void add(const TokenSpec& spec, std::optional<int64_t> id) {
+    if (ids_.count(spec.content)) return;
     int64_t token_id;
     if (id) {
       token_id = *id;
-    } else if (auto it = known.find(spec.content); it != known.end()) {
+    } else if (auto it = known_.find(spec.content); it != known_.end()) {
       token_id = it->second;
     } else {
-      token_id = static_cast<int64_t>(known.size());
+      token_id = static_cast<int64_t>(known_.size());
     }
-    known[spec.content] = token_id;
-    tok.added_ids_[spec.content] = token_id;
-    tok.added_tokens_.push_back({clip_text::decode_utf8(spec.content), token_id, spec.lstrip, spec.rstrip});
-  };
-  if (config.has("added_tokens_decoder")) {
-    const auto& decoder = config.json().at("added_tokens_decoder");
-    VI_CHECK(decoder.is_object(), "{}: added_tokens_decoder must be an object", config_path);
-    std::vector<std::pair<int64_t, TokenSpec>> entries;
-    for (auto it = decoder.begin(); it != decoder.end(); ++it) {
-      int64_t id = -1;
-      try {
-        id = std::stoll(it.key());
-      } catch (const std::exception&) {
-      }
-      VI_CHECK(id >= 0, "{}: added_tokens_decoder key '{}' is not an id", config_path, it.key());
-      entries.emplace_back(id, parse_token_spec(it.value(), config_path + ": added_tokens_decoder"));
-    }
-    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (const auto& [id, spec] : entries) add(spec, id);
+    known_[spec.content] = token_id;
+    ids_[spec.content] = token_id;
+    tokens_.emplace_back(spec, token_id);
   }
-  const std::string added_path = (fs::path(tokenizer_dir) / "added_tokens.json").string();
-  if (fs::exists(added_path)) {
-    const auto added = core::JsonConfig::load(added_path);
-    std::vector<std::pair<int64_t, std::string>> entries;
-    for (auto it = added.json().begin(); it != added.json().end(); ++it) {
-      VI_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0,
-               "{}: token '{}' needs a non-negative integer id", added_path, it.key());
-      entries.emplace_back(it.value().get<int64_t>(), it.key());
-    }
-    std::sort(entries.begin(), entries.end());
-    for (const auto& [id, content] : entries) add(TokenSpec{content}, id);
+
+  const std::vector<std::pair<TokenSpec, int64_t>>& tokens() const { return tokens_; }  // in the order added
+  const std::unordered_map<std::string, int64_t>& ids() const { return ids_; }           // content -> id
+  // The vocabulary plus the added tokens: one past the largest id.
+  size_t vocab_size() const {
+    int64_t max_id = 0;
+    for (const auto& [t, id] : known_) max_id = std::max(max_id, id);
+    return static_cast<size_t>(max_id + 1);
   }
-  for (const auto& [key, spec] : specials) add(spec, std::nullopt);
-  for (const auto& spec : additional) add(spec, std::nullopt);
+
+ private:
+  std::unordered_map<std::string, int64_t> known_;  // vocabulary and added tokens
+  std::unordered_map<std::string, int64_t> ids_;
+  std::vector<std::pair<TokenSpec, int64_t>> tokens_;
+};
+
+}  // namespace
+
+ClipTokenizer ClipTokenizer::load(const std::string& tokenizer_dir) {
+  VI_CHECK(fs::is_directory(tokenizer_dir), "tokenizer directory '{}' not found", tokenizer_dir);
+  ClipTokenizer tok;
+  const std::vector<char32_t> byte_map = byte_to_unicode();
+  for (int b = 0; b < 256; ++b) tok.byte_symbols_[b] = uc::encode_utf8(std::u32string(1, byte_map[b]));
+  tok.vocab_ = read_vocab(file_in(tokenizer_dir, "vocab.json"));
+  tok.merge_ranks_ = read_merges(file_in(tokenizer_dir, "merges.txt"));
+
+  const std::string config_path = file_in(tokenizer_dir, "tokenizer_config.json");
+  const core::JsonConfig config = core::JsonConfig::load(config_path);
+  const SpecialTokens specials =
+      read_special_tokens(config, config_path, file_in(tokenizer_dir, "special_tokens_map.json"));
+  tok.max_length_ = read_max_length(config, config_path);
+
+  // Added tokens, in transformers' order: those a saved tokenizer lists with their ids, then every
+  // special token not yet added.
+  AddedTokenIds added(tok.vocab_);
+  for (const auto& [id, spec] : read_added_tokens_decoder(config, config_path)) added.add(spec, id);
+  for (const auto& [id, content] : read_added_tokens_file(file_in(tokenizer_dir, "added_tokens.json"))) {
+    added.add(TokenSpec{content}, id);
+  }
+  for (const auto& [key, spec] : specials.named) added.add(spec, std::nullopt);
+  for (const auto& spec : specials.additional) added.add(spec, std::nullopt);
+  for (const auto& [spec, id] : added.tokens()) {
+    tok.added_tokens_.push_back({uc::decode_utf8(spec.content), id, spec.lstrip, spec.rstrip});
+  }
+  tok.added_ids_ = added.ids();
+  tok.vocab_size_ = added.vocab_size();
 
   auto special_id = [&](const char* key) {
-    for (const auto& [k, spec] : specials)
-      if (k == key) return tok.added_ids_.at(spec.content);
+    if (const TokenSpec* spec = specials.find(key)) return tok.added_ids_.at(spec->content);
     VI_FAIL("{}: no {}", config_path, key);
   };
   tok.bos_id_ = special_id("bos_token");
   tok.eos_id_ = special_id("eos_token");
   tok.pad_id_ = special_id("pad_token");
   // Unknown symbols map to the unk token's vocabulary id (transformers looks it up in the vocabulary only).
-  const std::string& unk = std::find_if(specials.begin(), specials.end(), [](const auto& s) {
-                             return s.first == "unk_token";
-                           })->second.content;
+  const std::string& unk = specials.find("unk_token")->content;
   auto unk_it = tok.vocab_.find(unk);
   tok.unk_id_ = unk_it != tok.vocab_.end() ? unk_it->second : tok.added_ids_.at(unk);
-
-  int64_t max_id = 0;
-  for (const auto& [t, id] : known) max_id = std::max(max_id, id);
-  tok.vocab_size_ = static_cast<size_t>(max_id + 1);
   return tok;
 }
 
@@ -616,12 +448,12 @@ void ClipTokenizer::bpe(const std::string& piece, std::vector<std::string>& out)
 
 void ClipTokenizer::tokenize_piece(const std::u32string& piece, std::vector<std::string>& out) const {
   for (const auto& word : clip_text::pre_tokenize(clip_text::basic_clean(piece))) {
-    bpe(clip_text::encode_utf8(word), out);
+    bpe(uc::encode_utf8(word), out);
   }
 }
 
 std::vector<std::string> ClipTokenizer::tokenize(const std::string& text) const {
-  const std::u32string s = clip_text::decode_utf8(text);
+  const std::u32string s = uc::decode_utf8(text);
   // Cut out added tokens, leftmost-longest (transformers' Trie.split), keeping the text between.
   struct Part {
     std::u32string text;
@@ -650,13 +482,17 @@ std::vector<std::string> ClipTokenizer::tokenize(const std::string& text) const 
   // An added token with rstrip/lstrip eats the whitespace on that side.
   for (size_t p = 0; p < parts.size(); ++p) {
     if (!parts[p].token) continue;
-    if (parts[p].token->rstrip && p + 1 < parts.size() && !parts[p + 1].token) parts[p + 1].text = lstrip(parts[p + 1].text);
-    if (parts[p].token->lstrip && p > 0 && !parts[p - 1].token) parts[p - 1].text = rstrip(parts[p - 1].text);
+    if (parts[p].token->rstrip && p + 1 < parts.size() && !parts[p + 1].token) {
+      parts[p + 1].text = uc::lstrip(parts[p + 1].text);
+    }
+    if (parts[p].token->lstrip && p > 0 && !parts[p - 1].token) {
+      parts[p - 1].text = uc::rstrip(parts[p - 1].text);
+    }
   }
   std::vector<std::string> tokens;
   for (const auto& part : parts) {
     if (part.token) {
-      tokens.push_back(clip_text::encode_utf8(part.text));
+      tokens.push_back(uc::encode_utf8(part.text));
     } else if (!part.text.empty()) {
       tokenize_piece(part.text, tokens);
     }

@@ -25,6 +25,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pipeline/unicode.h"
+
 namespace vi::pipeline {
 
 class ClipTokenizer {
@@ -81,10 +83,10 @@ void write_test_tokenizer(const std::string& dir);
 
 // The text functions of the pipeline above, exposed for tests.
 namespace clip_text {
-std::u32string decode_utf8(const std::string& bytes);  // invalid sequences -> U+FFFD
-std::string encode_utf8(const std::u32string& text);
-std::u32string nfc(const std::u32string& text);         // unicodedata.normalize("NFC", text)
-std::u32string lower(const std::u32string& text);       // str.lower()
+using unicode::decode_utf8;  // invalid sequences -> U+FFFD
+using unicode::encode_utf8;
+using unicode::lower;        // str.lower()
+using unicode::nfc;          // unicodedata.normalize("NFC", text)
 // BasicTokenizer(strip_accents=False, do_split_on_punc=False).tokenize(text), joined by spaces.
 std::u32string basic_clean(const std::u32string& text);
 // re.findall of CLIP's pattern (IGNORECASE) over already cleaned text.

@@ -1,7 +1,7 @@
 // Unicode data for the CLIP tokenizer, without ICU: generated from the unicodedata of the Python
 // the reference ran (CPython 3.11, Unicode 14.0.0) by scripts/gen_unicode_tables.py, so that text
 // clean-up, NFC and lower-casing match transformers' slow CLIPTokenizer exactly.
-// Torch-free; the algorithms using these tables live in clip_tokenizer.cpp.
+// Torch-free; the algorithms using these tables live in unicode.cpp.
 #pragma once
 
 #include <cstdint>
