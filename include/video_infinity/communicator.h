@@ -46,8 +46,6 @@ class Communicator {
   // Overwrites `tensor` on every rank with root's.
   virtual void broadcast(at::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;
-  // Called by the pipeline once after every denoising step, on every rank. Default: nothing.
-  virtual void step_boundary() {}
   // Point to point (not collective): `tensor` to rank `dst`; recv fills a tensor of the sender's
   // shape and dtype from rank `src`. Used to stream decoded clips to rank 0.
   virtual void send(const at::Tensor& tensor, int dst) = 0;
