@@ -10,7 +10,8 @@
 #include "models/test_model_text_vae.h"
 #include "models/test_model_unet.h"
 #include "pipeline/clip_tokenizer.h"
-#include "schedulers/scheduler.h"
+#include "testing/test_scheduler.h"
+#include "testing/test_tokenizer.h"
 
 namespace fs = std::filesystem;
 
@@ -61,8 +62,8 @@ int run_make_test_model(const MakeModelOptions& opt) {
     models::write_test_unet((tmp / "unet").string(), opt.preset, opt.seed, dtype);
     models::write_test_text_encoder((tmp / "text_encoder").string(), opt.preset, opt.seed + 1, dtype);
     models::write_test_vae((tmp / "vae").string(), opt.preset, opt.seed + 2, dtype);
-    pipeline::write_test_tokenizer((tmp / "tokenizer").string());
-    schedulers::write_scheduler_config((tmp / "scheduler").string());
+    testing::write_test_tokenizer((tmp / "tokenizer").string());
+    testing::write_scheduler_config((tmp / "scheduler").string());
     nlohmann::json index = {{"_class_name", "VideoCrafterPipeline"},
                             {"_diffusers_version", "0.29.2"},
                             {"scheduler", {"diffusers", "DDIMScheduler"}},

@@ -75,12 +75,6 @@ class ClipTokenizer {
   size_t vocab_size_ = 0;
 };
 
-// Writes a small, valid tokenizer in zeroscope's layout and format to `dir` (created if needed):
-// the 256 byte symbols, their "</w>" forms, a handful of merges, <|startoftext|>/<|endoftext|>,
-// tokenizer_config.json (pad <|endoftext|>) and special_tokens_map.json (pad "!", which wins).
-// For random test models; load it and ask vocab_size() for the embedding size.
-void write_test_tokenizer(const std::string& dir);
-
 // The text functions of the pipeline above, exposed for tests.
 namespace clip_text {
 using unicode::decode_utf8;  // invalid sequences -> U+FFFD
@@ -91,6 +85,8 @@ using unicode::nfc;          // unicodedata.normalize("NFC", text)
 std::u32string basic_clean(const std::u32string& text);
 // re.findall of CLIP's pattern (IGNORECASE) over already cleaned text.
 std::vector<std::u32string> pre_tokenize(const std::u32string& text);
+// GPT-2's byte-level alphabet: the code point standing for each byte 0..255, in byte order.
+std::vector<char32_t> byte_symbols();
 }  // namespace clip_text
 
 }  // namespace vi::pipeline

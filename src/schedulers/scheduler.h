@@ -118,10 +118,6 @@ std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const core::J
 // Names accepted by make_scheduler, in the registry's order.
 std::vector<std::string> scheduler_names();
 
-// Writes zeroscope_v2_576w's scheduler/scheduler_config.json (DDIM, scaled_linear 0.00085..0.012,
-// 1000 steps, epsilon, steps_offset 1, set_alpha_to_one false) as `dir`/scheduler_config.json.
-void write_scheduler_config(const std::string& dir);
-
 namespace detail {
 
 // Shared noise schedule (Ref: diffusers scheduling_ddim.py / scheduling_dpmsolver_multistep.py

@@ -10,13 +10,14 @@
 
 #include "core/check.h"
 #include "pipeline/clip_tokenizer.h"
+#include "testing/test_tokenizer.h"
 
 namespace {
 
 const vi::pipeline::ClipTokenizer& tokenizer() {
   static std::unique_ptr<vi::pipeline::ClipTokenizer> t = [] {
     const auto dir = std::filesystem::temp_directory_path() / "vi-fuzz-tokenizer";
-    vi::pipeline::write_test_tokenizer(dir.string());
+    vi::testing::write_test_tokenizer(dir.string());
     return std::make_unique<vi::pipeline::ClipTokenizer>(vi::pipeline::ClipTokenizer::load(dir.string()));
   }();
   return *t;

@@ -14,6 +14,7 @@
 #include "schedulers/ddim_scheduler.h"
 #include "schedulers/dpm_solver_multistep_scheduler.h"
 #include "schedulers/scheduler.h"
+#include "testing/test_scheduler.h"
 
 namespace vi::schedulers {
 namespace {
@@ -247,7 +248,7 @@ TEST(Schedulers, StateRoundTripResumesExactly) {
 
 TEST(Schedulers, FactoryAndConfigErrors) {
   const std::string dir = test::make_temp_dir("scheduler");
-  write_scheduler_config(dir);
+  testing::write_scheduler_config(dir);
   const auto written = nlohmann::json::parse(test::read_file(dir + "/scheduler_config.json"));
   const auto tiny = nlohmann::json::parse(test::read_file(test::tiny_model_dir() + "/scheduler/scheduler_config.json"));
   EXPECT_EQ(written, tiny);

@@ -11,6 +11,7 @@
 #include "core/check.h"
 #include "pipeline/clip_tokenizer.h"
 #include "pipeline/unicode_tables.h"
+#include "testing/test_tokenizer.h"
 
 namespace vi::pipeline {
 namespace {
@@ -257,7 +258,7 @@ TEST(ClipTokenizer, MissingOrCorruptFilesNameTheFile) {
 
 TEST(ClipTokenizer, TestTokenizerLoadsAndTokenises) {
   const std::string dir = test::make_temp_dir("test-tokenizer");
-  write_test_tokenizer(dir);
+  testing::write_test_tokenizer(dir);
   const auto tok = ClipTokenizer::load(dir);
   EXPECT_EQ(tok.pad_id(), 0);  // "!", the first byte symbol
   EXPECT_EQ(tok.eos_id(), static_cast<int64_t>(tok.vocab_size()) - 1);
