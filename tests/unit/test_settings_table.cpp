@@ -52,6 +52,10 @@ TEST(SettingsTable, SidecarSettingsReadBackAsTheSameConfig) {
   // Read into a config, written out again: the same JSON, so no recorded setting is lost or
   // renamed between the reader and the writer.
   const nlohmann::json written = config_to_json(unusual());
+  for (const auto& [key, value] : written.items()) {
+    EXPECT_TRUE(kUnusual.contains(key)) << "a new setting: add '" << key << "' to kUnusual with a value other than "
+                                        << value.dump();
+  }
   EXPECT_EQ(written, kUnusual) << written.dump(1);
   // Every recorded entry is in the sidecar, nothing else is.
   for (const auto& s : generation_settings()) {
@@ -102,8 +106,10 @@ TEST(SettingsTable, ChoicesComeFromTheirRegistriesAndAliasesAreCanonical) {
   apply_config_json(c, nlohmann::json{{"dtype", "torch.bfloat16"}, {"scheduler", "dpmpp-2m"}}, "x.json");
   EXPECT_EQ(c.dtype, "bf16");
   EXPECT_EQ(c.scheduler, "dpmpp-2m");
-  const std::string e = error_of([&] { apply_config_json(c, nlohmann::json{{"scheduler", "euler"}}, "x.json"); });
-  EXPECT_NE(e.find("x.json: key 'scheduler': unknown scheduler 'euler' (expected dpmpp-2m-sde"), std::string::npos)
+  const std::string e =
+      error_of([&] { apply_config_json(c, nlohmann::json{{"scheduler", "no-such-sampler"}}, "x.json"); });
+  EXPECT_NE(e.find("x.json: key 'scheduler': unknown scheduler 'no-such-sampler' (expected dpmpp-2m-sde"),
+            std::string::npos)
       << e;
 }
 
