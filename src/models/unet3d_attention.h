@@ -10,8 +10,8 @@
 
 #include <cstdint>
 
+#include "models/nn.h"
 #include "models/temporal_context.h"
-#include "models/unet3d_nn.h"
 
 namespace vi::models {
 

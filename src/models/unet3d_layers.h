@@ -12,8 +12,8 @@
 #include <optional>
 #include <vector>
 
+#include "models/nn.h"
 #include "models/temporal_context.h"
-#include "models/unet3d_nn.h"
 
 namespace vi::models {
 

@@ -1,4 +1,4 @@
-#include "models/unet3d_nn.h"
+#include "models/nn.h"
 
 #include <ATen/ATen.h>
 

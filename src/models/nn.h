@@ -1,8 +1,8 @@
-// Minimal inference layers with the parameter names of torch.nn (weight, bias). Unlike
-// torch::nn::Linear & co. they do not initialise their parameters: a 1.4 B-parameter UNet is
-// constructed in no time and without touching its memory, because every parameter is then
-// overwritten by the loader (core::load_state_dict) or by randomize_parameters().
-// Nothing here is UNet-specific; other model families may use it.
+// Minimal inference layers with the parameter names of torch.nn (weight, bias), the leaf layers
+// of every model family here. Unlike torch::nn::Linear & co. they do not initialise their
+// parameters: a 1.4 B-parameter UNet is constructed in no time and without touching its memory,
+// because every parameter is then overwritten by the loader (core::load_state_dict) or by
+// randomize_parameters().
 #pragma once
 
 #include <ATen/Tensor.h>
