@@ -31,49 +31,55 @@ at::Tensor new_parameter(torch::nn::Module& module, const std::string& name, at:
 }
 
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool bias) {
-  weight_ = new_parameter(*this, "weight", {out_features, in_features});
-  if (bias) bias_ = new_parameter(*this, "bias", {out_features});
+  weight = new_parameter(*this, "weight", {out_features, in_features});
+  if (bias) this->bias = new_parameter(*this, "bias", {out_features});
 }
 
-at::Tensor LinearImpl::forward(const at::Tensor& x) const { return at::linear(x, weight_, bias_); }
+at::Tensor LinearImpl::forward(const at::Tensor& x) const { return at::linear(x, weight, bias); }
 
 Conv2dImpl::Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride, int64_t padding)
     : stride_(stride), padding_(padding) {
-  weight_ = new_parameter(*this, "weight", {out_channels, in_channels, kernel, kernel});
-  bias_ = new_parameter(*this, "bias", {out_channels});
+  weight = new_parameter(*this, "weight", {out_channels, in_channels, kernel, kernel});
+  bias = new_parameter(*this, "bias", {out_channels});
 }
 
 at::Tensor Conv2dImpl::forward(const at::Tensor& x) const {
-  return at::conv2d(x, weight_, bias_, {stride_, stride_}, {padding_, padding_});
+  return at::conv2d(x, weight, bias, {stride_, stride_}, {padding_, padding_});
 }
 
 Conv3dImpl::Conv3dImpl(int64_t in_channels, int64_t out_channels, std::array<int64_t, 3> kernel,
                        std::array<int64_t, 3> padding)
     : padding_(padding) {
-  weight_ = new_parameter(*this, "weight", {out_channels, in_channels, kernel[0], kernel[1], kernel[2]});
-  bias_ = new_parameter(*this, "bias", {out_channels});
+  weight = new_parameter(*this, "weight", {out_channels, in_channels, kernel[0], kernel[1], kernel[2]});
+  bias = new_parameter(*this, "bias", {out_channels});
 }
 
 at::Tensor Conv3dImpl::forward(const at::Tensor& x) const {
-  return at::conv3d(x, weight_, bias_, {1, 1, 1}, padding_);
+  return at::conv3d(x, weight, bias, {1, 1, 1}, padding_);
 }
 
 GroupNormImpl::GroupNormImpl(int64_t groups, int64_t channels, double eps) : groups_(groups), eps_(eps) {
-  weight_ = new_parameter(*this, "weight", {channels});
-  bias_ = new_parameter(*this, "bias", {channels});
+  weight = new_parameter(*this, "weight", {channels});
+  bias = new_parameter(*this, "bias", {channels});
 }
 
 at::Tensor GroupNormImpl::forward(const at::Tensor& x) const {
-  return at::group_norm(x, groups_, weight_, bias_, eps_);
+  return at::group_norm(x, groups_, weight, bias, eps_);
 }
 
 LayerNormImpl::LayerNormImpl(int64_t dim, double eps) : eps_(eps) {
-  weight_ = new_parameter(*this, "weight", {dim});
-  bias_ = new_parameter(*this, "bias", {dim});
+  weight = new_parameter(*this, "weight", {dim});
+  bias = new_parameter(*this, "bias", {dim});
 }
 
 at::Tensor LayerNormImpl::forward(const at::Tensor& x) const {
-  return at::layer_norm(x, {x.size(-1)}, weight_, bias_, eps_);
+  return at::layer_norm(x, {x.size(-1)}, weight, bias, eps_);
 }
+
+EmbeddingImpl::EmbeddingImpl(int64_t num_embeddings, int64_t dim) {
+  weight = new_parameter(*this, "weight", {num_embeddings, dim});
+}
+
+at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) const { return at::embedding(weight, ids); }
 
 }  // namespace vi::models

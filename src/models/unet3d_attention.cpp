@@ -139,7 +139,7 @@ at::Tensor TransformerTemporalModelImpl::forward(const at::Tensor& x, int64_t nu
   const int64_t B = BF / num_frames, F = num_frames;
   at::Tensor video = x.reshape({B, F, C, H, W}).permute({0, 2, 1, 3, 4});  // [B, C, F, h, w]
   const auto& norm = *norm_;
-  at::Tensor normed = ctx.group_norm(video, norm.groups(), norm.weight(), norm.bias(), norm.eps());
+  at::Tensor normed = ctx.group_norm(video, norm.groups(), norm.weight, norm.bias, norm.eps());
   normed = normed.permute({0, 3, 4, 2, 1}).reshape({B, HW, F, C});  // [B, h*w, F, C]
 
   // Pixels are independent after the GroupNorm (attention runs over frames), so the block can

@@ -94,7 +94,7 @@ at::Tensor TemporalConvLayerImpl::convs(const at::Tensor& x, TemporalContext& ct
   at::Tensor h = x;
   for (int i = 0; i < 4; ++i) {
     const auto& norm = *norms_[i];
-    h = at::silu(ctx.group_norm(h, norm.groups(), norm.weight(), norm.bias(), norm.eps()));
+    h = at::silu(ctx.group_norm(h, norm.groups(), norm.weight, norm.bias, norm.eps()));
     h = convs_[i]->forward(h);  // [B, C, F', h, w]
   }
   return h;
