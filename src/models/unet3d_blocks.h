@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "models/blocks_2d.h"
 #include "models/temporal_context.h"
 #include "models/unet3d_attention.h"
 #include "models/unet3d_layers.h"
