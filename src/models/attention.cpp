@@ -38,11 +38,11 @@ AttentionImpl::AttentionImpl(const AttentionOptions& o)
   if (o.norm_num_groups > 0) {
     group_norm_ = register_module("group_norm", GroupNorm(o.norm_num_groups, o.query_dim, o.eps));
   }
-  to_q_ = register_module("to_q", Linear(o.query_dim, inner, o.bias));
-  to_k_ = register_module("to_k", Linear(kv_dim, inner, o.bias));
-  to_v_ = register_module("to_v", Linear(kv_dim, inner, o.bias));
+  to_q_ = register_module("to_q", Linear(o.query_dim, inner, o.bias, o.arithmetic));
+  to_k_ = register_module("to_k", Linear(kv_dim, inner, o.bias, o.arithmetic));
+  to_v_ = register_module("to_v", Linear(kv_dim, inner, o.bias, o.arithmetic));
   auto to_out = torch::nn::ModuleList();
-  to_out_ = Linear(inner, o.query_dim);
+  to_out_ = Linear(inner, o.query_dim, /*bias=*/true, o.arithmetic);
   to_out->push_back(to_out_);
   to_out->push_back(Placeholder());  // Dropout
   register_module("to_out", to_out);

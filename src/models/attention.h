@@ -20,10 +20,11 @@ struct AttentionOptions {
   int64_t cross_attention_dim = 0;  // 0: self-attention (keys from the queries' own input)
   int64_t heads = 1;
   int64_t dim_head = 0;
-  bool bias = false;             // biases on to_q / to_k / to_v (to_out.0 always has one)
-  int64_t norm_num_groups = 0;   // > 0: a group_norm (eps below) on the input of forward_image
+  bool bias = false;            // biases on to_q / to_k / to_v (to_out.0 always has one)
+  int64_t norm_num_groups = 0;  // > 0: a group_norm (eps below) on the input of forward_image
   double eps = 1e-5;
   bool residual_connection = false;  // forward_image adds its input
+  LinearArithmetic arithmetic = LinearArithmetic::kAtenLinear;  // of the four projections (nn.h)
 };
 
 // Ref: diffusers attention_processor.py Attention + AttnProcessor2_0: [group_norm], to_q, to_k,

@@ -30,12 +30,19 @@ at::Tensor new_parameter(torch::nn::Module& module, const std::string& name, at:
                                    /*requires_grad=*/false);
 }
 
-LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool bias) {
+LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool bias, LinearArithmetic arithmetic)
+    : arithmetic_(arithmetic) {
   weight = new_parameter(*this, "weight", {out_features, in_features});
   if (bias) this->bias = new_parameter(*this, "bias", {out_features});
 }
 
-at::Tensor LinearImpl::forward(const at::Tensor& x) const { return at::linear(x, weight, bias); }
+at::Tensor LinearImpl::forward(const at::Tensor& x) const {
+  // 2-d inputs: both forms are addmm (with a bias) or mm.
+  if (arithmetic_ == LinearArithmetic::kAtenLinear || x.dim() == 2) return at::linear(x, weight, bias);
+  at::Tensor y = x.matmul(weight.t());  // Ref: torch/nn/functional/linear.h linear()
+  if (bias.defined()) y += bias;
+  return y;
+}
 
 Conv2dImpl::Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride, int64_t padding)
     : stride_(stride), padding_(padding) {

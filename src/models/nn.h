@@ -26,15 +26,26 @@ at::Tensor map_rows(int64_t rows, int64_t chunk, const std::function<at::Tensor(
 // An uninitialised parameter, frozen (inference only).
 at::Tensor new_parameter(torch::nn::Module& module, const std::string& name, at::IntArrayRef shape);
 
+// LibTorch computes a linear layer on inputs of more than 2 dims in two ways that round
+// differently: at::linear, what PyTorch's nn.Linear runs (one addmm over the rows of a contiguous
+// input), and torch::nn::Linear's C++ forward (x.matmul(W^T), then += b). Both agree with the
+// reference to float rounding; each model keeps the one its results were made with, so that they
+// stay bit-identical.
+enum class LinearArithmetic { kAtenLinear, kMatmulThenAdd };
+
 // Ref: torch.nn.Linear. y = x W^T + b.
 class LinearImpl : public torch::nn::Module {
  public:
-  LinearImpl(int64_t in_features, int64_t out_features, bool bias = true);
+  LinearImpl(int64_t in_features, int64_t out_features, bool bias = true,
+             LinearArithmetic arithmetic = LinearArithmetic::kAtenLinear);
   at::Tensor forward(const at::Tensor& x) const;
   int64_t in_features() const { return weight.size(1); }
   int64_t out_features() const { return weight.size(0); }
 
   at::Tensor weight, bias;  // [out, in], [out] (undefined without bias)
+
+ private:
+  LinearArithmetic arithmetic_;
 };
 TORCH_MODULE(Linear);
 
