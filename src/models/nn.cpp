@@ -1,8 +1,10 @@
 #include "models/nn.h"
 
 #include <ATen/ATen.h>
+#include <torch/nn/init.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace vi::models {
@@ -42,6 +44,14 @@ at::Tensor LinearImpl::forward(const at::Tensor& x) const {
   at::Tensor y = x.matmul(weight.t());  // Ref: torch/nn/functional/linear.h linear()
   if (bias.defined()) y += bias;
   return y;
+}
+
+void LinearImpl::reset_parameters() {
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (bias.defined()) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(weight.size(1)));
+    torch::nn::init::uniform_(bias, -bound, bound);
+  }
 }
 
 Conv2dImpl::Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride, int64_t padding)

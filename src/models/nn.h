@@ -41,6 +41,10 @@ class LinearImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x) const;
   int64_t in_features() const { return weight.size(1); }
   int64_t out_features() const { return weight.size(0); }
+  // Ref: torch.nn.Linear.reset_parameters (kaiming-uniform weight, bias uniform in
+  // +-1/sqrt(in_features), from the default generator). Only for a layer run before any weights
+  // are loaded or randomised; the constructor leaves the parameters uninitialised.
+  void reset_parameters();
 
   at::Tensor weight, bias;  // [out, in], [out] (undefined without bias)
 
