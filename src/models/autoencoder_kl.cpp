@@ -2,17 +2,15 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
-#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/container/modulelist.h>
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 
 #include "core/check.h"
 #include "core/json_config.h"
 #include "core/safetensors.h"
 #include "core/state_dict.h"
-#include "models/sdpa.h"
 
 namespace vi::models {
 
@@ -20,16 +18,9 @@ namespace {
 
 constexpr double kEps = 1e-6;  // every norm of the diffusers VAE decoder
 
-torch::nn::GroupNorm group_norm(int64_t groups, int64_t channels) {
-  return torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, channels).eps(kEps).affine(true));
-}
-
-torch::nn::Conv2d conv3x3(int64_t in, int64_t out) {
-  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(1).padding(1).bias(true));
-}
-
-torch::nn::Conv2d conv1x1(int64_t in, int64_t out) {
-  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1).stride(1).padding(0).bias(true));
+// Ref: resnet.py ResnetBlock2D as the VAE builds it: temb_channels None, output_scale_factor 1.
+ResnetBlock2D resnet(int64_t in_channels, int64_t out_channels, int64_t groups) {
+  return ResnetBlock2D(in_channels, out_channels, /*temb_channels=*/0, groups, kEps, /*output_scale_factor=*/1.0);
 }
 
 }  // namespace
@@ -81,80 +72,35 @@ AutoencoderKLConfig AutoencoderKLConfig::load(const std::string& path) {
   return from_json(core::JsonConfig::load(path));
 }
 
-namespace vae {
-
 // ---------------------------------------------------------------------------------------------
-// Ref: diffusers resnet.py ResnetBlock2D (temb None, time_embedding_norm "default").
-
-ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in_channels, int64_t out_channels, int64_t groups) {
-  norm1 = register_module("norm1", group_norm(groups, in_channels));
-  conv1 = register_module("conv1", conv3x3(in_channels, out_channels));
-  norm2 = register_module("norm2", group_norm(groups, out_channels));
-  conv2 = register_module("conv2", conv3x3(out_channels, out_channels));
-  if (in_channels != out_channels) conv_shortcut = register_module("conv_shortcut", conv1x1(in_channels, out_channels));
-}
-
-at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x) {
-  at::Tensor h = conv1(at::silu(norm1(x)));  // [N, Cout, H, W]
-  h = conv2(at::silu(norm2(h)));              // [N, Cout, H, W]
-  at::Tensor shortcut = conv_shortcut ? conv_shortcut(x) : x;
-  return shortcut + h;  // output_scale_factor 1
-}
-
-// ---------------------------------------------------------------------------------------------
-// Ref: attention_processor.py Attention(heads = 1, dim_head = C, norm_num_groups, eps 1e-6,
-// residual_connection, rescale_output_factor 1, upcast_softmax) with AttnProcessor2_0.
-
-AttentionImpl::AttentionImpl(int64_t channels, int64_t groups) {
-  group_norm = register_module("group_norm", vi::models::group_norm(groups, channels));
-  to_q = register_module("to_q", torch::nn::Linear(channels, channels));
-  to_k = register_module("to_k", torch::nn::Linear(channels, channels));
-  to_v = register_module("to_v", torch::nn::Linear(channels, channels));
-  to_out = register_module("to_out", torch::nn::ModuleList());
-  to_out->push_back(torch::nn::Linear(channels, channels));
-  to_out->push_back(torch::nn::Dropout(0.0));  // placeholder: keeps the index of to_out.0
-}
-
-at::Tensor AttentionImpl::forward(const at::Tensor& x) {
-  const int64_t n = x.size(0), c = x.size(1), height = x.size(2), width = x.size(3);
-  at::Tensor h = group_norm(x).view({n, c, height * width}).transpose(1, 2);  // [N, HW, C]
-  at::Tensor q = to_q(h), k = to_k(h), v = to_v(h);                          // [N, HW, C]
-  at::Tensor o = dot_product_attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(c)));  // [N, HW, C], one head
-  o = to_out[0]->as<torch::nn::LinearImpl>()->forward(o);  // [N, HW, C]
-  o = o.transpose(1, 2).reshape({n, c, height, width});    // [N, C, H, W]
-  return o + x;                                            // residual, rescale 1
-}
-
-// ---------------------------------------------------------------------------------------------
-// Ref: unet_2d_blocks.py UNetMidBlock2D (num_layers 1: resnet, attention, resnet).
+// Ref: unet_2d_blocks.py UNetMidBlock2D (num_layers 1: resnet, attention, resnet) with
+// attention_head_dim = C (one head), resnet_eps 1e-6, output_scale_factor 1.
 
 UNetMidBlock2DImpl::UNetMidBlock2DImpl(int64_t channels, int64_t groups, bool add_attention) {
-  attentions = register_module("attentions", torch::nn::ModuleList());
-  resnets = register_module("resnets", torch::nn::ModuleList());
-  resnets->push_back(ResnetBlock2D(channels, channels, groups));
-  if (add_attention) attentions->push_back(Attention(channels, groups));
-  resnets->push_back(ResnetBlock2D(channels, channels, groups));
+  auto attentions = torch::nn::ModuleList(), resnets = torch::nn::ModuleList();
+  resnets_ = {resnet(channels, channels, groups), resnet(channels, channels, groups)};
+  if (add_attention) {
+    AttentionOptions o;
+    o.query_dim = channels;
+    o.heads = 1;
+    o.dim_head = channels;
+    o.bias = true;
+    o.norm_num_groups = groups;
+    o.eps = kEps;
+    o.residual_connection = true;
+    o.arithmetic = LinearArithmetic::kMatmulThenAdd;  // this decoder's results were made with it
+    attention_ = Attention(o);
+    attentions->push_back(attention_);
+  }
+  for (const auto& r : resnets_) resnets->push_back(r);
+  register_module("attentions", attentions);  // diffusers' order: attentions, then resnets
+  register_module("resnets", resnets);
 }
 
-at::Tensor UNetMidBlock2DImpl::forward(at::Tensor x) {
-  x = resnets[0]->as<ResnetBlock2DImpl>()->forward(x);
-  if (!attentions->is_empty()) x = attentions[0]->as<AttentionImpl>()->forward(x);
-  return resnets[1]->as<ResnetBlock2DImpl>()->forward(x);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Ref: upsampling.py Upsample2D (use_conv, interpolate nearest x2).
-
-Upsample2DImpl::Upsample2DImpl(int64_t channels) {
-  conv = register_module("conv", conv3x3(channels, channels));
-}
-
-at::Tensor Upsample2DImpl::forward(const at::Tensor& x) {
-  const std::array<int64_t, 2> size{x.size(2) * 2, x.size(3) * 2};
-  // Nearest neighbour copies values: exact in any dtype (diffusers upcasts bf16 only because
-  // older torch lacked the bf16 kernel).
-  at::Tensor up = at::upsample_nearest2d(x.contiguous(), at::IntArrayRef(size));  // [N, C, 2H, 2W]
-  return conv(up);
+at::Tensor UNetMidBlock2DImpl::forward(const at::Tensor& x) const {
+  at::Tensor h = resnets_[0]->forward(x);
+  if (attention_) h = attention_->forward_image(h);
+  return resnets_[1]->forward(h);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,56 +108,65 @@ at::Tensor Upsample2DImpl::forward(const at::Tensor& x) {
 
 UpDecoderBlock2DImpl::UpDecoderBlock2DImpl(int64_t in_channels, int64_t out_channels, int64_t num_layers,
                                            int64_t groups, bool add_upsample) {
-  resnets = register_module("resnets", torch::nn::ModuleList());
+  auto resnets = torch::nn::ModuleList(), upsamplers = torch::nn::ModuleList();
   for (int64_t i = 0; i < num_layers; ++i) {
-    resnets->push_back(ResnetBlock2D(i == 0 ? in_channels : out_channels, out_channels, groups));
+    resnets_.push_back(resnet(i == 0 ? in_channels : out_channels, out_channels, groups));
+    resnets->push_back(resnets_.back());
   }
-  upsamplers = register_module("upsamplers", torch::nn::ModuleList());
-  if (add_upsample) upsamplers->push_back(Upsample2D(out_channels));
+  if (add_upsample) {
+    upsampler_ = Upsample2D(out_channels);
+    upsamplers->push_back(upsampler_);
+  }
+  register_module("resnets", resnets);
+  register_module("upsamplers", upsamplers);
 }
 
-at::Tensor UpDecoderBlock2DImpl::forward(at::Tensor x) {
-  for (const auto& resnet : *resnets) x = resnet->as<ResnetBlock2DImpl>()->forward(x);
-  for (const auto& up : *upsamplers) x = up->as<Upsample2DImpl>()->forward(x);
-  return x;
+at::Tensor UpDecoderBlock2DImpl::forward(const at::Tensor& x) const {
+  at::Tensor h = x;
+  for (const auto& resnet : resnets_) h = resnet->forward(h);
+  if (!upsampler_) return h;
+  // The mid-block attention's output has channels-last strides (its reshape is a view) and the
+  // resnets keep them; this decoder upsamples and convolves in the standard layout, which its
+  // results were made with (diffusers makes the input contiguous too, for batch >= 64).
+  return upsampler_->forward(h.contiguous());
 }
 
 // ---------------------------------------------------------------------------------------------
 // Ref: autoencoders/vae.py Decoder (norm_type "group").
 
-DecoderImpl::DecoderImpl(const AutoencoderKLConfig& config) {
+VaeDecoderImpl::VaeDecoderImpl(const AutoencoderKLConfig& config) {
   const auto& channels = config.block_out_channels;
   const int64_t groups = config.norm_num_groups;
-  conv_in = register_module("conv_in", conv3x3(config.latent_channels, channels.back()));
-  up_blocks = register_module("up_blocks", torch::nn::ModuleList());
-  mid_block = register_module("mid_block", UNetMidBlock2D(channels.back(), groups, config.mid_block_add_attention));
+  conv_in_ = register_module("conv_in", Conv2d(config.latent_channels, channels.back(), 3, 1, 1));
+  auto up_blocks = torch::nn::ModuleList();
   int64_t out = channels.back();
   for (size_t i = 0; i < channels.size(); ++i) {
     const int64_t in = out;
     out = channels[channels.size() - 1 - i];
     const bool is_final = i + 1 == channels.size();
-    up_blocks->push_back(UpDecoderBlock2D(in, out, config.layers_per_block + 1, groups, !is_final));
+    up_blocks_.emplace_back(in, out, config.layers_per_block + 1, groups, !is_final);
+    up_blocks->push_back(up_blocks_.back());
   }
-  conv_norm_out = register_module("conv_norm_out", group_norm(groups, channels.front()));
-  conv_out = register_module("conv_out", conv3x3(channels.front(), config.out_channels));
+  register_module("up_blocks", up_blocks);  // before mid_block: the order of diffusers' __init__
+  mid_block_ = register_module("mid_block", UNetMidBlock2D(channels.back(), groups, config.mid_block_add_attention));
+  conv_norm_out_ = register_module("conv_norm_out", GroupNorm(groups, channels.front(), kEps));
+  conv_out_ = register_module("conv_out", Conv2d(channels.front(), config.out_channels, 3, 1, 1));
 }
 
-at::Tensor DecoderImpl::forward(const at::Tensor& z) {
-  at::Tensor x = conv_in(z);  // [N, C_last, h, w]
-  x = mid_block(x);           // [N, C_last, h, w]
-  for (const auto& block : *up_blocks) x = block->as<UpDecoderBlock2DImpl>()->forward(x);  // [N, C_0, H, W]
-  return conv_out(at::silu(conv_norm_out(x)));                                              // [N, out, H, W]
+at::Tensor VaeDecoderImpl::forward(const at::Tensor& z) const {
+  at::Tensor x = conv_in_->forward(z);                              // [N, C_last, h, w]
+  x = mid_block_->forward(x);                                        // [N, C_last, h, w]
+  for (const auto& block : up_blocks_) x = block->forward(x);        // [N, C_0, H, W]
+  return conv_out_->forward(at::silu(conv_norm_out_->forward(x)));  // [N, out, H, W]
 }
-
-}  // namespace vae
 
 // ---------------------------------------------------------------------------------------------
 // Ref: autoencoder_kl.py AutoencoderKL._decode; pipeline_text_to_video_synth.py decode_latents.
 
 AutoencoderKLImpl::AutoencoderKLImpl(const AutoencoderKLConfig& config) : config_(config) {
-  decoder = register_module("decoder", vae::Decoder(config));
+  decoder_ = register_module("decoder", VaeDecoder(config));
   if (config.use_post_quant_conv) {
-    post_quant_conv = register_module("post_quant_conv", conv1x1(config.latent_channels, config.latent_channels));
+    post_quant_conv_ = register_module("post_quant_conv", Conv2d(config.latent_channels, config.latent_channels, 1));
   }
 }
 
@@ -220,7 +175,7 @@ at::Tensor AutoencoderKLImpl::scale_latents(const at::Tensor& latents) const {
            "VAE: latents must be [batch, {}, frames, height, width], got {}", config_.latent_channels,
            core::shape_str(latents.sizes().vec()));
   c10::InferenceMode guard;
-  const at::Tensor& weight = decoder->conv_in->weight;
+  const at::Tensor& weight = decoder_->conv_in_weight();
   const int64_t b = latents.size(0), c = latents.size(1), f = latents.size(2), h = latents.size(3),
                 w = latents.size(4);
   // The reference multiplies by the Python float 1/scaling_factor, which torch applies to a
@@ -230,15 +185,15 @@ at::Tensor AutoencoderKLImpl::scale_latents(const at::Tensor& latents) const {
   return x.permute({0, 2, 1, 3, 4}).reshape({b * f, c, h, w});                   // [B*F, C, h, w]
 }
 
-at::Tensor AutoencoderKLImpl::decode(const at::Tensor& z) {
+at::Tensor AutoencoderKLImpl::decode(const at::Tensor& z) const {
   VI_CHECK(z.dim() == 4 && z.size(1) == config_.latent_channels, "VAE: decoder input must be [N, {}, h, w], got {}",
            config_.latent_channels, core::shape_str(z.sizes().vec()));
   c10::InferenceMode guard;
-  at::Tensor x = post_quant_conv ? post_quant_conv(z) : z;  // [N, C, h, w]
-  return decoder(x);                                         // [N, 3, H, W]
+  at::Tensor x = post_quant_conv_ ? post_quant_conv_->forward(z) : z;  // [N, C, h, w]
+  return decoder_->forward(x);                                          // [N, 3, H, W]
 }
 
-at::Tensor AutoencoderKLImpl::decode_latents(const at::Tensor& latents, int64_t vae_chunk) {
+at::Tensor AutoencoderKLImpl::decode_latents(const at::Tensor& latents, int64_t vae_chunk) const {
   c10::InferenceMode guard;
   at::Tensor z = scale_latents(latents);  // [B*F, C, h, w]
   const int64_t b = latents.size(0), f = latents.size(2), n = z.size(0);

@@ -8,14 +8,13 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 #include <torch/nn/module.h>
-#include <torch/nn/modules/container/modulelist.h>
-#include <torch/nn/modules/embedding.h>
-#include <torch/nn/modules/linear.h>
-#include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "models/nn.h"
 
 namespace vi::core {
 class JsonConfig;
@@ -46,62 +45,72 @@ struct ClipTextConfig {
   static ClipTextConfig load(const std::string& path);
 };
 
+// Ref: modeling_clip.py CLIPTextEmbeddings: token embedding + position embedding (positions 0..S-1).
 class ClipTextEmbeddingsImpl : public torch::nn::Module {
  public:
   explicit ClipTextEmbeddingsImpl(const ClipTextConfig& config);
-  at::Tensor forward(const at::Tensor& input_ids);  // [B, S] int64 -> [B, S, D]
+  at::Tensor forward(const at::Tensor& input_ids) const;  // [B, S] int64 -> [B, S, D]
 
-  torch::nn::Embedding token_embedding{nullptr}, position_embedding{nullptr};
+ private:
+  Embedding token_embedding_{nullptr}, position_embedding_{nullptr};
 };
 TORCH_MODULE(ClipTextEmbeddings);
 
+// Ref: modeling_clip.py CLIPAttention (eager). Not models/attention.h's Attention: CLIP scales q
+// before q k^T and adds the causal mask in an eager softmax, which the fused kernel behind
+// Attention would round differently.
 class ClipAttentionImpl : public torch::nn::Module {
  public:
   explicit ClipAttentionImpl(const ClipTextConfig& config);
   // x [B, S, D], additive mask [S, S] (0 / -inf) -> [B, S, D]
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& mask);
-
-  torch::nn::Linear k_proj{nullptr}, v_proj{nullptr}, q_proj{nullptr}, out_proj{nullptr};
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& mask) const;
 
  private:
+  Linear k_proj_{nullptr}, v_proj_{nullptr}, q_proj_{nullptr}, out_proj_{nullptr};
   int64_t heads_;
 };
 TORCH_MODULE(ClipAttention);
 
+// Ref: modeling_clip.py CLIPMLP: fc2(act(fc1(x))).
 class ClipMlpImpl : public torch::nn::Module {
  public:
   explicit ClipMlpImpl(const ClipTextConfig& config);
-  at::Tensor forward(const at::Tensor& x);
+  at::Tensor forward(const at::Tensor& x) const;  // [B, S, D] -> [B, S, D]
 
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  Linear fc1{nullptr}, fc2{nullptr};  // public and initialised: tests run the MLP alone against them
 
  private:
   ClipActivation act_;
 };
 TORCH_MODULE(ClipMlp);
 
+// Ref: modeling_clip.py CLIPEncoderLayer: pre-LayerNorm residual attention, then residual MLP.
 class ClipEncoderLayerImpl : public torch::nn::Module {
  public:
   explicit ClipEncoderLayerImpl(const ClipTextConfig& config);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& mask);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& mask) const;  // [B, S, D] -> [B, S, D]
 
-  ClipAttention self_attn{nullptr};
-  torch::nn::LayerNorm layer_norm1{nullptr};
-  ClipMlp mlp{nullptr};
-  torch::nn::LayerNorm layer_norm2{nullptr};
+ private:
+  ClipAttention self_attn_{nullptr};
+  LayerNorm layer_norm1_{nullptr};
+  ClipMlp mlp_{nullptr};
+  LayerNorm layer_norm2_{nullptr};
 };
 TORCH_MODULE(ClipEncoderLayer);
 
+// Ref: modeling_clip.py CLIPEncoder: the layers in sequence.
 class ClipEncoderImpl : public torch::nn::Module {
  public:
   explicit ClipEncoderImpl(const ClipTextConfig& config);
-  at::Tensor forward(at::Tensor x, const at::Tensor& mask);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& mask) const;  // [B, S, D] -> [B, S, D]
 
-  torch::nn::ModuleList layers{nullptr};
+ private:
+  std::vector<ClipEncoderLayer> layers_;
 };
 TORCH_MODULE(ClipEncoder);
 
 // Checkpoint names are "text_model." + the names of this module's parameters.
+// Ref: modeling_clip.py CLIPTextTransformer (embeddings, encoder.layers, final_layer_norm).
 class ClipTextModelImpl : public torch::nn::Module {
  public:
   explicit ClipTextModelImpl(const ClipTextConfig& config);
@@ -109,19 +118,18 @@ class ClipTextModelImpl : public torch::nn::Module {
   // input_ids [B, S<=max_position_embeddings] int64 (any device) -> last_hidden_state [B, S, D]
   // on the model's device and dtype. Causal mask only: padding is attended to, as the reference
   // pipeline does (it passes no attention mask).
-  at::Tensor forward(const at::Tensor& input_ids);
+  at::Tensor forward(const at::Tensor& input_ids) const;
   // transformers' pooler_output [B, D] from last_hidden_state and the ids (not used by the
   // video pipeline; kept for parity checks).
   at::Tensor pooled(const at::Tensor& last_hidden_state, const at::Tensor& input_ids) const;
 
   const ClipTextConfig& config() const { return config_; }
 
-  ClipTextEmbeddings embeddings{nullptr};
-  ClipEncoder encoder{nullptr};
-  torch::nn::LayerNorm final_layer_norm{nullptr};
-
  private:
   ClipTextConfig config_;
+  ClipTextEmbeddings embeddings_{nullptr};
+  ClipEncoder encoder_{nullptr};
+  LayerNorm final_layer_norm_{nullptr};
 };
 TORCH_MODULE(ClipTextModel);
 

@@ -1,6 +1,6 @@
-// Attention layers of the UNet3D: Attention (q/k/v/out), GEGLU feed-forward,
-// BasicTransformerBlock, Transformer2DModel (spatial, linear projections) and
-// TransformerTemporalModel (attention over frames). Children carry the diffusers names.
+// The transformers of the UNet3D: GEGLU feed-forward, BasicTransformerBlock, Transformer2DModel
+// (spatial, linear projections) and TransformerTemporalModel (attention over frames), around
+// models/attention.h's Attention. Children carry the diffusers names.
 #pragma once
 
 #include <ATen/Tensor.h>
@@ -10,27 +10,11 @@
 
 #include <cstdint>
 
+#include "models/attention.h"
+#include "models/nn.h"
 #include "models/temporal_context.h"
-#include "models/unet3d_nn.h"
 
 namespace vi::models {
-
-// Ref: diffusers attention_processor.py Attention + AttnProcessor: to_q/to_k/to_v without bias,
-// to_out = [Linear, Dropout], `heads` heads of `dim_head` channels, scale dim_head ** -0.5.
-class AttentionImpl : public torch::nn::Module {
- public:
-  // cross_attention_dim 0: self-attention (keys from the queries' own input).
-  AttentionImpl(int64_t query_dim, int64_t cross_attention_dim, int64_t heads, int64_t dim_head);
-  // x [N, S, query_dim]; context [N, Sk, cross_dim] or undefined (self-attention).
-  // temporal non-null: the attention over frames of a temporal transformer, run by the context.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& context, TemporalContext* temporal) const;
-  int64_t heads() const { return heads_; }
-
- private:
-  Linear to_q_{nullptr}, to_k_{nullptr}, to_v_{nullptr}, to_out_{nullptr};
-  int64_t heads_, dim_head_;
-};
-TORCH_MODULE(Attention);
 
 // Ref: diffusers activations.py GEGLU: proj to 2 x dim_out, x * gelu(gate) (exact gelu).
 class GEGLUImpl : public torch::nn::Module {

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "models/blocks_2d.h"
 #include "models/temporal_context.h"
 #include "models/unet3d_attention.h"
 #include "models/unet3d_layers.h"
@@ -46,6 +47,15 @@ struct Block3DOptions {
   double output_scale_factor = 1.0;  // mid block only (mid_block_scale_factor)
 };
 
+// The children each layer of a block adds to diffusers' lists of those names; attentions and
+// temp_attentions stay empty in the blocks without cross-attention.
+struct Layers3D {
+  std::vector<ResnetBlock2D> resnets;
+  std::vector<TemporalConvLayer> temp_convs;
+  std::vector<Transformer2DModel> attentions;
+  std::vector<TransformerTemporalModel> temp_attentions;
+};
+
 // Ref: diffusers unet_3d_blocks.py DownBlock3D, and CrossAttnDownBlock3D when
 // options.cross_attention (the same layers plus attentions / temp_attentions).
 class DownBlock3DImpl : public torch::nn::Module {
@@ -57,10 +67,7 @@ class DownBlock3DImpl : public torch::nn::Module {
                                                          const at::Tensor& context, const FrameRun& run) const;
 
  private:
-  std::vector<ResnetBlock2D> resnets_;
-  std::vector<TemporalConvLayer> temp_convs_;
-  std::vector<Transformer2DModel> attentions_;
-  std::vector<TransformerTemporalModel> temp_attentions_;
+  Layers3D layers_;
   Downsample2D downsampler_{nullptr};
 };
 TORCH_MODULE(DownBlock3D);
@@ -74,10 +81,7 @@ class UNetMidBlock3DCrossAttnImpl : public torch::nn::Module {
                      const FrameRun& run) const;
 
  private:
-  std::vector<ResnetBlock2D> resnets_;
-  std::vector<TemporalConvLayer> temp_convs_;
-  std::vector<Transformer2DModel> attentions_;
-  std::vector<TransformerTemporalModel> temp_attentions_;
+  Layers3D layers_;
 };
 TORCH_MODULE(UNetMidBlock3DCrossAttn);
 
@@ -86,17 +90,14 @@ TORCH_MODULE(UNetMidBlock3DCrossAttn);
 class UpBlock3DImpl : public torch::nn::Module {
  public:
   explicit UpBlock3DImpl(const Block3DOptions& options);
-  int64_t num_layers() const { return static_cast<int64_t>(resnets_.size()); }
+  int64_t num_layers() const { return static_cast<int64_t>(layers_.resnets.size()); }
   // skips: exactly num_layers() states, in the order the down path produced them.
   at::Tensor forward(const at::Tensor& x, std::vector<at::Tensor> skips, const at::Tensor& temb,
                      const at::Tensor& context, std::optional<std::array<int64_t, 2>> upsample_size,
                      const FrameRun& run) const;
 
  private:
-  std::vector<ResnetBlock2D> resnets_;
-  std::vector<TemporalConvLayer> temp_convs_;
-  std::vector<Transformer2DModel> attentions_;
-  std::vector<TransformerTemporalModel> temp_attentions_;
+  Layers3D layers_;
   Upsample2D upsampler_{nullptr};
 };
 TORCH_MODULE(UpBlock3D);

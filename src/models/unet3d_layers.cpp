@@ -30,52 +30,6 @@ at::Tensor TimestepEmbeddingImpl::forward(const at::Tensor& x) const {
   return linear_2_->forward(at::silu(linear_1_->forward(x)));
 }
 
-ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in_channels, int64_t out_channels, int64_t temb_channels, int64_t groups,
-                                     double eps, double output_scale_factor)
-    : output_scale_factor_(output_scale_factor) {
-  norm1_ = register_module("norm1", GroupNorm(groups, in_channels, eps));
-  conv1_ = register_module("conv1", Conv2d(in_channels, out_channels, 3, 1, 1));
-  time_emb_proj_ = register_module("time_emb_proj", Linear(temb_channels, out_channels));
-  norm2_ = register_module("norm2", GroupNorm(groups, out_channels, eps));
-  conv2_ = register_module("conv2", Conv2d(out_channels, out_channels, 3, 1, 1));
-  if (in_channels != out_channels) {
-    conv_shortcut_ = register_module("conv_shortcut", Conv2d(in_channels, out_channels, 1, 1, 0));
-  }
-}
-
-at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const at::Tensor& temb) const {
-  at::Tensor h = conv1_->forward(at::silu(norm1_->forward(x)));               // [N, Cout, h, w]
-  h = h + time_emb_proj_->forward(at::silu(temb)).unsqueeze(-1).unsqueeze(-1);  // + [N, Cout, 1, 1]
-  h = conv2_->forward(at::silu(norm2_->forward(h)));
-  at::Tensor shortcut = conv_shortcut_ ? conv_shortcut_->forward(x) : x;
-  at::Tensor out = shortcut + h;
-  if (output_scale_factor_ != 1.0) out = out / output_scale_factor_;
-  return out;
-}
-
-Downsample2DImpl::Downsample2DImpl(int64_t channels, int64_t padding) : padding_(padding) {
-  conv_ = register_module("conv", Conv2d(channels, channels, 3, 2, padding));
-}
-
-at::Tensor Downsample2DImpl::forward(const at::Tensor& x) const {
-  // Ref: diffusers Downsample2D: padding 0 means an asymmetric (0, 1, 0, 1) zero pad first.
-  if (padding_ == 0) return conv_->forward(at::constant_pad_nd(x, {0, 1, 0, 1}));
-  return conv_->forward(x);
-}
-
-Upsample2DImpl::Upsample2DImpl(int64_t channels) {
-  conv_ = register_module("conv", Conv2d(channels, channels, 3, 1, 1));
-}
-
-at::Tensor Upsample2DImpl::forward(const at::Tensor& x, std::optional<std::array<int64_t, 2>> output_size) const {
-  std::array<int64_t, 2> size = output_size ? *output_size : std::array<int64_t, 2>{x.size(2) * 2, x.size(3) * 2};
-  // Nearest upsampling is exact in any dtype; bf16 goes through float32 as in diffusers.
-  at::Tensor h = x.scalar_type() == at::kBFloat16
-                     ? at::upsample_nearest2d(x.to(at::kFloat), {size[0], size[1]}).to(at::kBFloat16)
-                     : at::upsample_nearest2d(x, {size[0], size[1]});  // [N, C, 2h, 2w]
-  return conv_->forward(h);
-}
-
 TemporalConvLayerImpl::TemporalConvLayerImpl(int64_t channels, int64_t groups) {
   for (int i = 0; i < 4; ++i) {
     // conv1 = [GroupNorm, SiLU, Conv3d]; conv2..4 = [GroupNorm, SiLU, Dropout, Conv3d].
@@ -94,7 +48,7 @@ at::Tensor TemporalConvLayerImpl::convs(const at::Tensor& x, TemporalContext& ct
   at::Tensor h = x;
   for (int i = 0; i < 4; ++i) {
     const auto& norm = *norms_[i];
-    h = at::silu(ctx.group_norm(h, norm.groups(), norm.weight(), norm.bias(), norm.eps()));
+    h = at::silu(ctx.group_norm(h, norm.groups(), norm.weight, norm.bias, norm.eps()));
     h = convs_[i]->forward(h);  // [B, C, F', h, w]
   }
   return h;

@@ -1,5 +1,5 @@
-// The convolutional layers of the UNet3D: timestep embeddings, ResnetBlock2D, Down/Upsample2D
-// and the temporal conv layer. Children carry the diffusers attribute names.
+// The UNet3D's own layers: timestep embeddings and the temporal conv layer (its 2D blocks are in
+// models/blocks_2d.h). Children carry the diffusers attribute names.
 #pragma once
 
 #include <ATen/Tensor.h>
@@ -9,11 +9,9 @@
 
 #include <array>
 #include <cstdint>
-#include <optional>
-#include <vector>
 
+#include "models/nn.h"
 #include "models/temporal_context.h"
-#include "models/unet3d_nn.h"
 
 namespace vi::models {
 
@@ -31,45 +29,6 @@ class TimestepEmbeddingImpl : public torch::nn::Module {
   Linear linear_1_{nullptr}, linear_2_{nullptr};
 };
 TORCH_MODULE(TimestepEmbedding);
-
-// Ref: diffusers resnet.py ResnetBlock2D (time_embedding_norm "default", pre-norm, silu).
-class ResnetBlock2DImpl : public torch::nn::Module {
- public:
-  ResnetBlock2DImpl(int64_t in_channels, int64_t out_channels, int64_t temb_channels, int64_t groups, double eps,
-                    double output_scale_factor);
-  // x [N, Cin, h, w], temb [N, T] -> [N, Cout, h, w]
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb) const;
-
- private:
-  GroupNorm norm1_{nullptr}, norm2_{nullptr};
-  Conv2d conv1_{nullptr}, conv2_{nullptr}, conv_shortcut_{nullptr};
-  Linear time_emb_proj_{nullptr};
-  double output_scale_factor_;
-};
-TORCH_MODULE(ResnetBlock2D);
-
-// Ref: diffusers resnet.py Downsample2D(use_conv=True, name="op"): 3x3 conv, stride 2.
-class Downsample2DImpl : public torch::nn::Module {
- public:
-  Downsample2DImpl(int64_t channels, int64_t padding);
-  at::Tensor forward(const at::Tensor& x) const;  // [N, C, h, w] -> [N, C, h', w']
-
- private:
-  Conv2d conv_{nullptr};
-  int64_t padding_;
-};
-TORCH_MODULE(Downsample2D);
-
-// Ref: diffusers resnet.py Upsample2D(use_conv=True): nearest x2 (or to `output_size`), 3x3 conv.
-class Upsample2DImpl : public torch::nn::Module {
- public:
-  explicit Upsample2DImpl(int64_t channels);
-  at::Tensor forward(const at::Tensor& x, std::optional<std::array<int64_t, 2>> output_size = std::nullopt) const;
-
- private:
-  Conv2d conv_{nullptr};
-};
-TORCH_MODULE(Upsample2D);
 
 // Ref: diffusers resnet.py TemporalConvLayer: identity + conv4(conv3(conv2(conv1(x)))), each
 // conv_i = GroupNorm -> SiLU [-> Dropout] -> Conv3d (3,1,1) over [B, C, F, h, w]. The four convs
