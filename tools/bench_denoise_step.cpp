@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "core/memory_stats.h"
-#include "models/test_model_unet.h"
+#include "testing/test_model_unet.h"
 #include "models/unet3d_flops.h"
 #include "parallel/dual_scope_context.h"
 #include "parallel/timed_communicator.h"
@@ -147,7 +147,7 @@ int run(int argc, char** argv) {
   if (count_flops) {
     const int64_t frames = frame_counts.empty() ? per_clip : frame_counts.front();
     if (root) {
-      print_flop_breakdown(models::unet_preset(preset), preset, per_clip, h, w,
+      print_flop_breakdown(vi::testing::unet_preset(preset), preset, per_clip, h, w,
                            flop_shape(1, per_clip, h, w, std::max<int64_t>(frames / per_clip, 1), settings));
     }
     parallel::finalize_launch();
@@ -157,7 +157,7 @@ int run(int argc, char** argv) {
   const c10::Device device = pipeline::resolve_device(device_flag, launch.local_rank);
   const c10::ScalarType dtype = pipeline::resolve_dtype(dtype_flag, device);
   pipeline::set_cudnn_benchmark(device, cudnn_benchmark);  // as generate does, unless told not to
-  auto unet = models::make_random_unet(preset, 0, device, dtype);  // drawn on the device: fast
+  auto unet = vi::testing::make_random_unet(preset, 0, device, dtype);  // drawn on the device: fast
   unet->set_frame_chunk(frame_chunk);
   unet->set_channels_last(channels_last);
   const int64_t cross = unet->config().cross_attention_dim;

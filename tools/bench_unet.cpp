@@ -15,7 +15,7 @@
 
 #include "core/memory_stats.h"
 #include "models/temporal_context.h"
-#include "models/test_model_unet.h"
+#include "testing/test_model_unet.h"
 
 using namespace vi;
 
@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   std::printf("| preset | params | F | frame_chunk | ms / forward | ms / frame | peak RSS added MB | max |out| |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   for (const auto& preset : presets) {
-    auto model = models::make_random_unet(preset, 0);
+    auto model = vi::testing::make_random_unet(preset, 0);
     const auto& config = model->config();
     for (int64_t F : frames) {
       c10::InferenceMode guard;

@@ -7,8 +7,8 @@
 
 #include "cli/commands.h"
 #include "core/check.h"
-#include "models/test_model_text_vae.h"
-#include "models/test_model_unet.h"
+#include "testing/test_model_text_vae.h"
+#include "testing/test_model_unet.h"
 #include "pipeline/clip_tokenizer.h"
 #include "testing/test_scheduler.h"
 #include "testing/test_tokenizer.h"
@@ -59,9 +59,9 @@ int run_make_test_model(const MakeModelOptions& opt) {
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   try {
-    models::write_test_unet((tmp / "unet").string(), opt.preset, opt.seed, dtype);
-    models::write_test_text_encoder((tmp / "text_encoder").string(), opt.preset, opt.seed + 1, dtype);
-    models::write_test_vae((tmp / "vae").string(), opt.preset, opt.seed + 2, dtype);
+    vi::testing::write_test_unet((tmp / "unet").string(), opt.preset, opt.seed, dtype);
+    vi::testing::write_test_text_encoder((tmp / "text_encoder").string(), opt.preset, opt.seed + 1, dtype);
+    vi::testing::write_test_vae((tmp / "vae").string(), opt.preset, opt.seed + 2, dtype);
     testing::write_test_tokenizer((tmp / "tokenizer").string());
     testing::write_scheduler_config((tmp / "scheduler").string());
     nlohmann::json index = {{"_class_name", "VideoCrafterPipeline"},

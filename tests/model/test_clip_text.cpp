@@ -16,7 +16,7 @@
 #include "core/json_config.h"
 #include "core/safetensors.h"
 #include "models/clip_text.h"
-#include "models/test_model_text_vae.h"
+#include "testing/test_model_text_vae.h"
 
 namespace vi {
 namespace {
@@ -135,7 +135,7 @@ TEST(ClipText, ConfigRefusesUnsupportedValuesNamingTheField) {
 
 TEST(ClipText, QuickGeluActivation) {
   // quick_gelu = x * sigmoid(1.702 x), checked on a one-layer model against the formula.
-  models::ClipTextConfig c = models::clip_text_preset("tiny");
+  models::ClipTextConfig c = vi::testing::clip_text_preset("tiny");
   c.hidden_act = models::ClipActivation::kQuickGelu;
   models::ClipMlp mlp(c);
   c10::InferenceMode guard;
@@ -162,14 +162,14 @@ TEST(ClipText, WrittenTestModelsLoadBackAndRun) {
   for (const char* preset : {"tiny", "small"}) {
     for (at::ScalarType dtype : {at::kFloat, at::kHalf}) {
       const std::string dir = test::make_temp_dir("clip_writer");
-      models::write_test_text_encoder(dir, preset, 7, dtype);
+      vi::testing::write_test_text_encoder(dir, preset, 7, dtype);
       core::WeightStore store = core::WeightStore::open(dir);
       EXPECT_NE(store.find("text_model.encoder.layers.1.self_attn.q_proj.weight"), nullptr);
       EXPECT_EQ(store.find("text_model.encoder.layers.1.self_attn.q_proj.weight")->dtype,
                 core::from_scalar_type(dtype));
       c10::InferenceMode guard;
       models::ClipTextModel model = models::load_clip_text(dir, at::kFloat, at::kCPU);
-      const models::ClipTextConfig expected = models::clip_text_preset(preset);
+      const models::ClipTextConfig expected = vi::testing::clip_text_preset(preset);
       EXPECT_EQ(model->config().hidden_size, expected.hidden_size);
       EXPECT_EQ(model->config().vocab_size, expected.vocab_size);
       // Every parameter random: no constant tensor (LayerNorm's ones, zero biases) is left.
@@ -185,7 +185,7 @@ TEST(ClipText, WrittenTestModelsLoadBackAndRun) {
       EXPECT_GT(spread, 0.1);  // final LayerNorm: order one
       // The same seed writes the same weights.
       const std::string again = test::make_temp_dir("clip_writer_again");
-      models::write_test_text_encoder(again, preset, 7, dtype);
+      vi::testing::write_test_text_encoder(again, preset, 7, dtype);
       core::WeightStore store2 = core::WeightStore::open(again);
       EXPECT_TRUE(at::equal(store.get("text_model.final_layer_norm.weight"),
                             store2.get("text_model.final_layer_norm.weight")));
@@ -193,11 +193,11 @@ TEST(ClipText, WrittenTestModelsLoadBackAndRun) {
       std::filesystem::remove_all(again);
     }
   }
-  EXPECT_THROW(models::clip_text_preset("huge"), Error);
+  EXPECT_THROW(vi::testing::clip_text_preset("huge"), Error);
 }
 
 TEST(ClipText, VideoCrafter2PresetHasTheRealShapes) {
-  models::ClipTextConfig c = models::clip_text_preset("videocrafter2");
+  models::ClipTextConfig c = vi::testing::clip_text_preset("videocrafter2");
   EXPECT_EQ(c.hidden_size, 1024);
   EXPECT_EQ(c.num_hidden_layers, 23);
   EXPECT_EQ(c.num_attention_heads, 16);
@@ -205,7 +205,7 @@ TEST(ClipText, VideoCrafter2PresetHasTheRealShapes) {
   EXPECT_EQ(c.vocab_size, 49408);
   EXPECT_EQ(c.hidden_act, models::ClipActivation::kGelu);
   // The config text round-trips through our reader with no unknown keys.
-  core::JsonConfig json(nlohmann::json::parse(models::clip_text_config_json(c)), "config.json");
+  core::JsonConfig json(nlohmann::json::parse(vi::testing::clip_text_config_json(c)), "config.json");
   models::ClipTextConfig back = models::ClipTextConfig::from_json(json);
   EXPECT_EQ(back.num_hidden_layers, 23);
   EXPECT_TRUE(json.unread_keys().empty());

@@ -14,7 +14,7 @@
 
 #include "common/test_util.h"
 #include "models/temporal_context.h"
-#include "models/test_model_unet.h"
+#include "testing/test_model_unet.h"
 #include "models/unet3d_flops.h"
 #include "parallel/dual_scope_context.h"
 
@@ -113,7 +113,7 @@ TEST(UNetFlops, SingleLayerFormulas) {
   EXPECT_DOUBLE_EQ(models::attention_flops(6, 4, 9, 8), 2 * 2.0 * 6 * 4 * 9 * 8);
 
   // One layer of the count against the formula: the tiny model's conv_in and first resnet.
-  const auto config = models::unet_preset("tiny");
+  const auto config = vi::testing::unet_preset("tiny");
   models::UNetFlopShape s;
   s.batch = 2, s.frames = 3, s.height = 6, s.width = 10, s.text_tokens = 5;
   const auto flops = models::count_unet_flops(config, s);
@@ -146,7 +146,7 @@ TEST(UNetFlops, SingleLayerFormulas) {
 }
 
 TEST(UNetFlops, TinyCountEqualsTheOpsLibTorchRuns) {
-  auto unet = models::make_random_unet("tiny", 3);
+  auto unet = vi::testing::make_random_unet("tiny", 3);
   c10::InferenceMode guard;
   // Odd latent 6x10: the downsampler gives 3x5 and the upsampler goes back to the skip's size.
   const int64_t B = 2, F = 3, h = 6, w = 10, S = 5;
@@ -166,7 +166,7 @@ TEST(UNetFlops, TinyCountEqualsTheOpsLibTorchRuns) {
 
 TEST(UNetFlops, DualScopeConvHalosAreCounted) {
   // Two clips of 4 frames in one process: the temporal convs run on 4 + 2 Pc frames.
-  auto unet = models::make_random_unet("tiny", 4);
+  auto unet = vi::testing::make_random_unet("tiny", 4);
   c10::InferenceMode guard;
   auto comm = parallel::make_local_communicator();
   parallel::DualScopeSettings settings;

@@ -12,7 +12,7 @@
 
 #include "common/test_util.h"
 #include "models/temporal_context.h"
-#include "models/test_model_unet.h"
+#include "testing/test_model_unet.h"
 #include "models/unet3d_condition.h"
 
 namespace {
@@ -104,7 +104,7 @@ TEST(UNetForward, FrameChunksGiveTheSameOutput) {
 // The "tiny" preset of make-test-model is the reference tiny model's config, field by field.
 TEST(UNetForward, TinyPresetIsTheReferenceConfig) {
   const auto ref = vi::models::UNet3DConfig::load(vi::test::tiny_unet_dir() + "/config.json");
-  const auto preset = vi::models::unet_preset("tiny");
+  const auto preset = vi::testing::unet_preset("tiny");
   EXPECT_EQ(preset.to_json(), ref.to_json());
   EXPECT_EQ(vi::models::UNet3DConditionModel(preset)->num_parameters(), tiny_unet()->num_parameters());
 }

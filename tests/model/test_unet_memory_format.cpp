@@ -5,12 +5,12 @@
 
 #include "common/test_util.h"
 #include "models/temporal_context.h"
-#include "models/test_model_unet.h"
+#include "testing/test_model_unet.h"
 
 using namespace vi;
 
 TEST(UNetMemoryFormat, ChannelsLastMatchesContiguous) {
-  auto unet = models::make_random_unet("tiny", 5);
+  auto unet = vi::testing::make_random_unet("tiny", 5);
   c10::InferenceMode guard;
   at::manual_seed(5);
   at::Tensor sample = at::randn({2, 4, 3, 6, 10}), text = at::randn({2, 5, 32});

@@ -15,7 +15,7 @@
 #include "core/json_config.h"
 #include "core/safetensors.h"
 #include "models/autoencoder_kl.h"
-#include "models/test_model_text_vae.h"
+#include "testing/test_model_text_vae.h"
 
 namespace vi {
 namespace {
@@ -192,7 +192,7 @@ TEST(Vae, WrittenTestModelsLoadBackAndRun) {
   for (const char* preset : {"tiny", "small"}) {
     for (at::ScalarType dtype : {at::kFloat, at::kHalf}) {
       const std::string dir = test::make_temp_dir("vae_writer");
-      models::write_test_vae(dir, preset, 11, dtype);
+      vi::testing::write_test_vae(dir, preset, 11, dtype);
       core::WeightStore store = core::WeightStore::open(dir);
       for (const auto& name : store.names()) {
         EXPECT_TRUE(name.rfind("decoder.", 0) == 0 || name.rfind("post_quant_conv.", 0) == 0) << name;
@@ -200,7 +200,7 @@ TEST(Vae, WrittenTestModelsLoadBackAndRun) {
       EXPECT_EQ(store.find("decoder.mid_block.attentions.0.to_q.weight")->dtype, core::from_scalar_type(dtype));
       c10::InferenceMode guard;
       models::AutoencoderKL vae = models::load_vae(dir, at::kFloat, at::kCPU);
-      const models::AutoencoderKLConfig expected = models::vae_preset(preset);
+      const models::AutoencoderKLConfig expected = vi::testing::vae_preset(preset);
       EXPECT_EQ(vae->config().block_out_channels, expected.block_out_channels);
       for (const auto& p : vae->named_parameters()) EXPECT_GT(p.value().std().item<double>(), 0.0) << p.key();
       at::Tensor images = vae->decode_latents(at::randn({1, 4, 2, 4, 4}), 1);
@@ -211,16 +211,16 @@ TEST(Vae, WrittenTestModelsLoadBackAndRun) {
       std::filesystem::remove_all(dir);
     }
   }
-  EXPECT_THROW(models::vae_preset("huge"), Error);
+  EXPECT_THROW(vi::testing::vae_preset("huge"), Error);
 }
 
 TEST(Vae, VideoCrafter2PresetHasTheRealStructure) {
-  models::AutoencoderKLConfig c = models::vae_preset("videocrafter2");
+  models::AutoencoderKLConfig c = vi::testing::vae_preset("videocrafter2");
   EXPECT_EQ(c.block_out_channels, (std::vector<int64_t>{128, 256, 512, 512}));
   EXPECT_EQ(c.layers_per_block, 2);
   EXPECT_EQ(c.norm_num_groups, 32);
   EXPECT_DOUBLE_EQ(c.scaling_factor, 0.18215);
-  core::JsonConfig json(nlohmann::json::parse(models::vae_config_json(c)), "config.json");
+  core::JsonConfig json(nlohmann::json::parse(vi::testing::vae_config_json(c)), "config.json");
   models::AutoencoderKLConfig back = models::AutoencoderKLConfig::from_json(json);
   EXPECT_EQ(back.block_out_channels, c.block_out_channels);
   EXPECT_TRUE(json.unread_keys().empty());

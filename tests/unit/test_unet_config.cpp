@@ -17,7 +17,7 @@
 #include "core/json_config.h"
 #include "core/safetensors.h"
 #include "models/temporal_context.h"
-#include "models/test_model_unet.h"
+#include "testing/test_model_unet.h"
 #include "models/unet3d_condition.h"
 
 namespace {
@@ -43,7 +43,7 @@ std::string log_of(const std::function<void()>& f) {
   return out.str();
 }
 
-nlohmann::json tiny_json() { return vi::models::unet_preset("tiny").to_json(); }
+nlohmann::json tiny_json() { return vi::testing::unet_preset("tiny").to_json(); }
 
 UNet3DConfig parse(const nlohmann::json& j) { return UNet3DConfig::from_json(JsonConfig(j, "unet/config.json")); }
 
@@ -65,13 +65,13 @@ void expect_same(const UNet3DConfig& a, const UNet3DConfig& b) {
 }
 
 TEST(UNetConfig, PresetsRoundTripThroughConfigJson) {
-  for (const auto& name : vi::models::unet_preset_names()) {
+  for (const auto& name : vi::testing::unet_preset_names()) {
     SCOPED_TRACE(name);
-    UNet3DConfig preset = vi::models::unet_preset(name);
+    UNet3DConfig preset = vi::testing::unet_preset(name);
     std::string log = log_of([&] { expect_same(parse(preset.to_json()), preset); });
     EXPECT_EQ(log, "");  // every key written is a key read
   }
-  EXPECT_NE(error_of([] { vi::models::unet_preset("huge"); }).find("huge"), std::string::npos);
+  EXPECT_NE(error_of([] { vi::testing::unet_preset("huge"); }).find("huge"), std::string::npos);
 }
 
 TEST(UNetConfig, ReadsEveryField) {
@@ -158,7 +158,7 @@ std::vector<std::pair<std::string, at::Tensor>> read_all(const std::string& path
 
 TEST(UNetLoad, WrongWeightsGiveOneErrorListingEveryProblem) {
   const std::string dir = vi::test::make_temp_dir("unet-doctored");
-  vi::models::write_test_unet(dir, "tiny", 3, at::kFloat);
+  vi::testing::write_test_unet(dir, "tiny", 3, at::kFloat);
   const std::string weights = dir + "/diffusion_pytorch_model.safetensors";
   std::vector<std::pair<std::string, at::Tensor>> doctored;
   for (auto& [name, t] : read_all(weights)) {
@@ -183,7 +183,7 @@ TEST(UNetLoad, WrongWeightsGiveOneErrorListingEveryProblem) {
 
 TEST(UNetLoad, TestModelRoundTripsInEveryDtype) {
   const std::string dir = vi::test::make_temp_dir("unet-roundtrip");
-  auto reference = vi::models::make_random_unet("tiny", 11);
+  auto reference = vi::testing::make_random_unet("tiny", 11);
   at::manual_seed(0);
   at::Tensor sample = at::randn({2, 4, 4, 8, 8}), text = at::randn({2, 7, 32});
   at::Tensor expected;
@@ -194,9 +194,9 @@ TEST(UNetLoad, TestModelRoundTripsInEveryDtype) {
   }
   for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
     SCOPED_TRACE(c10::toString(dtype));
-    vi::models::write_test_unet(dir, "tiny", 11, dtype);
+    vi::testing::write_test_unet(dir, "tiny", 11, dtype);
     // The config is the preset's, and the file holds every parameter in `dtype`.
-    expect_same(UNet3DConfig::load(dir + "/config.json"), vi::models::unet_preset("tiny"));
+    expect_same(UNet3DConfig::load(dir + "/config.json"), vi::testing::unet_preset("tiny"));
     vi::core::SafetensorsFile file(dir + "/diffusion_pytorch_model.safetensors");
     EXPECT_EQ(file.tensors().size(), reference->parameters().size());
     for (const auto& info : file.tensors()) ASSERT_EQ(vi::core::to_scalar_type(info.dtype), dtype) << info.name;
@@ -216,7 +216,7 @@ TEST(UNetLoad, TestModelRoundTripsInEveryDtype) {
 
 TEST(UNetLoad, UnsupportedDtypesAreRefusedAtLoad) {
   const std::string dir = vi::test::make_temp_dir("unet-dtype");
-  vi::models::write_test_unet(dir, "tiny", 5, at::kFloat);
+  vi::testing::write_test_unet(dir, "tiny", 5, at::kFloat);
   EXPECT_NE(error_of([&] { vi::models::load_unet3d(dir, at::kDouble); }).find("Double"), std::string::npos);
   EXPECT_EQ(vi::models::load_unet3d(dir, at::kBFloat16)->dtype(), at::kBFloat16);
   EXPECT_EQ(vi::models::load_unet3d(dir, at::kHalf)->dtype(), at::kHalf);  // runs on the CPU too (LibTorch 2.x)
@@ -225,7 +225,7 @@ TEST(UNetLoad, UnsupportedDtypesAreRefusedAtLoad) {
 
 TEST(UNetLoad, UNetSubfolderIsFound) {
   const std::string dir = vi::test::make_temp_dir("unet-subfolder");
-  vi::models::write_test_unet(dir + "/unet", "tiny", 5, at::kFloat);
+  vi::testing::write_test_unet(dir + "/unet", "tiny", 5, at::kFloat);
   auto model = vi::models::load_unet3d(dir);
   EXPECT_EQ(model->config().block_out_channels, (std::vector<int64_t>{32, 64}));
   EXPECT_NE(error_of([&] { vi::models::load_unet3d(dir + "/nowhere"); }).find("config.json"), std::string::npos);

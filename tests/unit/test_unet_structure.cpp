@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "core/state_dict.h"
-#include "models/test_model_unet.h"
+#include "testing/test_model_unet.h"
 #include "models/unet3d_condition.h"
 
 namespace {
@@ -37,7 +37,7 @@ size_t count_containing(const std::map<std::string, std::vector<int64_t>>& shape
 
 TEST(UNetStructure, VideoCrafter2HasThePublishedParameterCount) {
   // Parameters are allocated but never written: constructing 1.4 B of them is instant.
-  vi::models::UNet3DConditionModel model(vi::models::unet_preset("videocrafter2"));
+  vi::models::UNet3DConditionModel model(vi::testing::unet_preset("videocrafter2"));
   const int64_t n = model->num_parameters();
   std::printf("  videocrafter2 UNet: %lld parameters in %zu tensors\n", static_cast<long long>(n),
               model->parameters().size());
@@ -49,7 +49,7 @@ TEST(UNetStructure, VideoCrafter2HasThePublishedParameterCount) {
 }
 
 TEST(UNetStructure, VideoCrafter2NamesAndShapesFollowDiffusers) {
-  vi::models::UNet3DConditionModel model(vi::models::unet_preset("videocrafter2"));
+  vi::models::UNet3DConditionModel model(vi::testing::unet_preset("videocrafter2"));
   const auto shapes = shapes_of(*model);
   using S = std::vector<int64_t>;
   const std::vector<std::pair<std::string, S>> expected = {
@@ -139,10 +139,10 @@ TEST(UNetStructure, VideoCrafter2NamesAndShapesFollowDiffusers) {
 
 TEST(UNetStructure, PresetSizes) {
   for (const auto& name : {"tiny", "small"}) {
-    vi::models::UNet3DConditionModel model(vi::models::unet_preset(name));
+    vi::models::UNet3DConditionModel model(vi::testing::unet_preset(name));
     std::printf("  %s UNet: %lld parameters\n", name, static_cast<long long>(model->num_parameters()));
   }
-  EXPECT_EQ(vi::models::UNet3DConditionModel(vi::models::unet_preset("tiny"))->num_parameters(), 1349636);
+  EXPECT_EQ(vi::models::UNet3DConditionModel(vi::testing::unet_preset("tiny"))->num_parameters(), 1349636);
 }
 
 }  // namespace

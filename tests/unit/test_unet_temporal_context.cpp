@@ -11,7 +11,7 @@
 
 #include "common/test_util.h"
 #include "models/temporal_context.h"
-#include "models/test_model_unet.h"
+#include "testing/test_model_unet.h"
 #include "models/unet3d_condition.h"
 
 namespace {
@@ -75,7 +75,7 @@ class ZeroHaloContext : public TemporalContext {
 };
 
 TEST(TemporalContext, EveryTemporalLayerCallsTheContext) {
-  auto model = vi::models::make_random_unet("tiny", 1);
+  auto model = vi::testing::make_random_unet("tiny", 1);
   c10::InferenceMode guard;
   const int64_t B = 2, F = 6, h = 8, w = 8;
   at::manual_seed(0);
@@ -120,7 +120,7 @@ TEST(TemporalContext, EveryTemporalLayerCallsTheContext) {
 }
 
 TEST(TemporalContext, HaloExtendingContextRunsTheConvsOnMoreFrames) {
-  auto model = vi::models::make_random_unet("tiny", 2);
+  auto model = vi::testing::make_random_unet("tiny", 2);
   c10::InferenceMode guard;
   at::manual_seed(1);
   at::Tensor sample = at::randn({1, 4, 5, 8, 8}), text = at::randn({1, 77, 32});

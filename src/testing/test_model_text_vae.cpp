@@ -1,4 +1,4 @@
-#include "models/test_model_text_vae.h"
+#include "testing/test_model_text_vae.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -11,9 +11,11 @@
 #include "core/check.h"
 #include "core/safetensors.h"
 #include "core/state_dict.h"
-#include "models/random_init.h"
+#include "testing/random_init.h"
 
-namespace vi::models {
+namespace vi::testing {
+
+using namespace vi::models;  // the model types these files build
 
 namespace {
 
@@ -157,4 +159,4 @@ void write_test_vae(const std::string& dir, const std::string& preset, uint64_t 
   write_text(dir + "/config.json", vae_config_json(config));
 }
 
-}  // namespace vi::models
+}  // namespace vi::testing

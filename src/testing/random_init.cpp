@@ -1,4 +1,4 @@
-#include "models/random_init.h"
+#include "testing/random_init.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
@@ -10,7 +10,7 @@
 #include <mutex>
 #include <string>
 
-namespace vi::models {
+namespace vi::testing {
 
 namespace {
 
@@ -61,4 +61,4 @@ void randomize_parameters(torch::nn::Module& module, uint64_t seed, double out_s
   }
 }
 
-}  // namespace vi::models
+}  // namespace vi::testing

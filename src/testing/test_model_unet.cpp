@@ -1,4 +1,4 @@
-#include "models/test_model_unet.h"
+#include "testing/test_model_unet.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -9,9 +9,11 @@
 #include "core/check.h"
 #include "core/safetensors.h"
 #include "core/state_dict.h"
-#include "models/random_init.h"
+#include "testing/random_init.h"
 
-namespace vi::models {
+namespace vi::testing {
+
+using namespace vi::models;  // the model types these files build
 
 std::vector<std::string> unet_preset_names() { return {"tiny", "small", "videocrafter2"}; }
 
@@ -70,4 +72,4 @@ void write_test_unet(const std::string& dir, const std::string& preset, uint64_t
   VI_CHECK(out.good(), "{}/config.json: cannot write", dir);
 }
 
-}  // namespace vi::models
+}  // namespace vi::testing

@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-namespace vi::models {
+namespace vi::testing {
 
 // Deterministic for a given seed and module structure:
 //   weights with >= 2 dims: N(0, 1/fan_in) scaled so that each layer roughly preserves variance,
@@ -18,4 +18,4 @@ namespace vi::models {
 // one's device): bit-for-bit reproducible on the CPU, reproducible per device type elsewhere.
 void randomize_parameters(torch::nn::Module& module, uint64_t seed, double out_scale = 0.5);
 
-}  // namespace vi::models
+}  // namespace vi::testing
