@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace vi {
 
@@ -13,6 +14,9 @@ class Error : public std::runtime_error {
  public:
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
+
+// "a, b or c" for messages (last_joiner between the last two; ", " for a plain list).
+std::string join_list(const std::vector<std::string>& items, const char* last_joiner = " or ");
 
 namespace detail {
 [[noreturn]] void throw_error(const char* file, int line, const std::string& message);

@@ -74,7 +74,7 @@ void read_phase(const core::JsonConfig& c, const char* key, parallel::Phase& pha
 
 // clips (default: one per rank), frames and frames per clip from whichever were given.
 void resolve_geometry(GenerationConfig& cfg, int world_size) {
-  constexpr int64_t kMaxClips = 1 << 16, kMaxFramesPerClip = 1 << 16;
+  using pipeline::kMaxClips, pipeline::kMaxFramesPerClip;
   if (cfg.clips == 0) cfg.clips = world_size;
   VI_CHECK(cfg.clips <= kMaxClips, "{} ranks: more than the {} clips a job may have", world_size, kMaxClips);
   VI_CHECK(cfg.clips % world_size == 0, "--clips {} is not a multiple of the number of ranks ({})", cfg.clips,

@@ -15,9 +15,6 @@ namespace {
 
 #define VI_FIELD(expr) +[](GenerationConfig& c) -> auto& { return c.expr; }
 
-// Bounds far past any real job (the paper's longest video is 2,300 frames in 8 clips) that keep
-// frames = clips x frames per clip and the per-clip bookkeeping from overflowing.
-constexpr double kMaxClips = 1 << 16, kMaxFramesPerClip = 1 << 16, kMaxSide = 1 << 14;
 
 const Choices kDtypes{"dtype",
                       [] { return std::vector<std::string>{"auto", "fp32", "fp16", "bf16"}; },
@@ -31,7 +28,7 @@ Rule at_least(double min, const char* says = nullptr) { return Rule{min, std::nu
 Rule positive(const char* says = "positive") { return Rule{0.0, std::nullopt, true, 0, says}; }
 Rule side() {
   const char* says = "a positive multiple of 8 up to 16384";
-  return Rule{0.0, kMaxSide, true, 8, says, says};
+  return Rule{0.0, double(kMaxSide), true, 8, says, says};
 }
 Rule choice(const Choices& c) {
   Rule r;
@@ -62,9 +59,9 @@ const std::vector<Setting> kSettings = {
   {"frames", "--frames", "Total frames (divisible by --clips; 0: frames-per-clip x clips)", R, VI_FIELD(frames),
    at_least(0, "positive")},
   {"frames_per_clip", "--frames-per-clip", "Frames per clip (0: --frames / --clips, else 24)", R,
-   VI_FIELD(frames_per_clip), {0.0, kMaxFramesPerClip, false, 0, "positive"}},
+   VI_FIELD(frames_per_clip), {0.0, double(kMaxFramesPerClip), false, 0, "positive"}},
   {"clips", "--clips", "Clips (a multiple of the ranks; 0: one per rank)", R, VI_FIELD(clips),
-   {0.0, kMaxClips, false, 0, "positive"}},
+   {0.0, double(kMaxClips), false, 0, "positive"}},
   {"height", "--height", "Height in pixels (multiple of 8)", R, VI_FIELD(height), side()},
   {"width", "--width", "Width in pixels (multiple of 8)", R, VI_FIELD(width), side()},
   // Sampling
@@ -199,12 +196,6 @@ std::vector<FramePrompt> read_value(const core::JsonConfig& c, const std::string
   return out;
 }
 
-std::string list(const std::vector<std::string>& items) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i == 0 ? "" : i + 1 == items.size() ? " or " : ", ") + items[i];
-  return out;
-}
-
 // The rule of one number; empty when kept.
 std::string broken_number(const Setting& s, double v, const std::string& shown) {
   const Rule& r = s.rule;
@@ -236,7 +227,8 @@ std::string broken_rule(const Setting& s, GenerationConfig& config) {
           if (s.rule.choices == nullptr) return {};
           const auto values = s.rule.choices->values();
           if (std::find(values.begin(), values.end(), v) != values.end()) return {};
-          return fmt::format("{}: unknown {} '{}' (expected {})", s.name(), s.rule.choices->noun, v, list(values));
+          return fmt::format("{}: unknown {} '{}' (expected {})", s.name(), s.rule.choices->noun, v,
+                             join_list(values));
         } else {
           return {};
         }
@@ -295,7 +287,7 @@ void read_settings(const core::JsonConfig& json, GenerationConfig& config) {
                 const auto values = s.rule.choices->values();
                 VI_CHECK(std::find(values.begin(), values.end(), value) != values.end(),
                          "{}: key '{}': unknown {} '{}' (expected {})", json.origin(), key, s.rule.choices->noun,
-                         json.get<std::string>(key), list(values));
+                         json.get<std::string>(key), join_list(values));
               }
             }
             field(config) = std::move(value);

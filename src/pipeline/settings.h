@@ -21,6 +21,10 @@ class JsonConfig;
 
 namespace vi::pipeline {
 
+// Bounds far past any real job (the paper's longest video is 2,300 frames in 8 clips) that keep
+// frames = clips x frames per clip and the per-clip bookkeeping from overflowing.
+inline constexpr int64_t kMaxClips = 1 << 16, kMaxFramesPerClip = 1 << 16, kMaxSide = 1 << 14;
+
 // What a setting is recorded in.
 enum class Record {
   kResult,  // decides the numbers: the sidecar's settings and the checkpoints' fingerprint

@@ -64,11 +64,11 @@ std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const core::J
       if (cls == e.class_name && (chosen.empty() || algorithm == e.name)) chosen = e.name;
     }
     VI_CHECK(!chosen.empty(), "{}: scheduler class '{}' is not supported; name one of {}", config.origin(), cls,
-             join_names(scheduler_names(), ", "));
+             join_list(scheduler_names(), ", "));
   }
   auto it = factories().find(chosen);
   VI_CHECK(it != factories().end(), "unknown scheduler '{}' (choose one of: {})", name,
-           join_names(scheduler_names(), ", "));
+           join_list(scheduler_names(), ", "));
   return it->second(config, overrides);
 }
 

@@ -16,19 +16,11 @@ const std::vector<SchedulerEntry>& scheduler_registry() {
   return registry;
 }
 
-std::string join_names(const std::vector<std::string>& items, const char* last_joiner) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) {
-    out += (i == 0 ? "" : i + 1 == items.size() ? last_joiner : ", ") + items[i];
-  }
-  return out;
-}
-
 const SchedulerEntry& scheduler_for_flag(const std::string& flag) {
   for (const auto& e : scheduler_registry()) {
     if (flag == e.flag) return e;
   }
-  VI_FAIL("--scheduler: unknown scheduler '{}' (expected {})", flag, join_names(scheduler_flags(), " or "));
+  VI_FAIL("--scheduler: unknown scheduler '{}' (expected {})", flag, join_list(scheduler_flags()));
 }
 
 std::vector<std::string> scheduler_flags() {
@@ -40,7 +32,7 @@ std::vector<std::string> scheduler_flags() {
 std::string scheduler_flags_help() {
   std::vector<std::string> items;
   for (const auto& e : scheduler_registry()) items.push_back(std::string(e.flag) + " (" + e.help + ")");
-  return join_names(items, " or ");
+  return join_list(items);
 }
 
 }  // namespace vi::schedulers

@@ -28,7 +28,5 @@ const SchedulerEntry& scheduler_for_flag(const std::string& flag);
 std::vector<std::string> scheduler_flags();
 // "dpmpp-2m-sde (DPM-Solver++ 2M SDE, the reference's), dpmpp-2m (...) or ddim (...)".
 std::string scheduler_flags_help();
-// "a, b or c" (last_joiner " or ") for messages.
-std::string join_names(const std::vector<std::string>& items, const char* last_joiner);
 
 }  // namespace vi::schedulers
