@@ -33,7 +33,7 @@ struct GenerationConfig {
   std::string negative_prompt;
   // Video geometry
   int64_t frames = 0;              // total frames (0: frames_per_clip x clips)
-  int64_t frames_per_clip = 0;     // 0: frames / clips
+  int64_t frames_per_clip = 0;     // the longest clip's frames (0: ceil(frames / clips))
   int64_t clips = 0;               // 0: one per rank
   int64_t height = 320;
   int64_t width = 512;
@@ -66,9 +66,13 @@ struct GenerationConfig {
   bool resume = false;             // continue from the newest complete checkpoint in checkpoint_dir
   double comm_timeout = 600;       // seconds a rank waits for another before ending the job (0: forever)
 
-  // Derived once the world size is known (resolve()).
-  int64_t total_frames() const { return frames_per_clip * clips; }
 };
+
+// Each clip's frame count, in video order (a resolved config): frames / clips each, and one
+// more for the first frames % clips clips when clips do not divide frames.
+std::vector<int64_t> clip_frame_counts(const GenerationConfig& config);
+// The first frame of each clip in the video, in video order.
+std::vector<int64_t> clip_first_frames(const GenerationConfig& config);
 
 // Applies a JSON config (`origin` names it in messages). Accepts the reference's format
 // (dtype "torch.float16", seed, pipe_configs{prompts, steps, guidance_scale, fps, num_frames

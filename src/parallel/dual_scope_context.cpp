@@ -8,11 +8,14 @@ namespace vi::parallel {
 
 DualScopeContext::DualScopeContext(const DualScopeSettings& settings, const ClipLayout& layout, Communicator& comm)
     : settings_(settings), layout_(layout), comm_(comm) {
-  VI_CHECK(layout.frames >= settings.attn_padding, "frames per clip ({}) smaller than --attn-padding ({})",
-           layout.frames, settings.attn_padding);
-  VI_CHECK(layout.frames >= settings.conv_padding, "frames per clip ({}) smaller than --conv-padding ({})",
-           layout.frames, settings.conv_padding);
-  global_indices_ = global_frame_indices(layout.frames, settings.top_k, layout.clips);
+  VI_CHECK(layout.shortest() >= settings.attn_padding, "frames per clip ({}) smaller than --attn-padding ({})",
+           layout.shortest(), settings.attn_padding);
+  VI_CHECK(layout.shortest() >= settings.conv_padding, "frames per clip ({}) smaller than --conv-padding ({})",
+           layout.shortest(), settings.conv_padding);
+  // Each clip samples its own frames by the reference's rule (clips of unequal length may share
+  // different counts).
+  global_indices_ = per_clip_indices(
+      layout, [&](int64_t frames) { return global_frame_indices(frames, settings.top_k, layout.clips); });
 }
 
 void DualScopeContext::begin_call(double timestep, int64_t batch) {
@@ -33,7 +36,16 @@ at::Tensor DualScopeContext::temporal_conv(const at::Tensor& x,
   std::vector<int64_t> flat = x.sizes().vec();
   flat[2] = F + 2 * pad;
   at::Tensor y = convs(ext.reshape(flat));  // GroupNorms inside see all F + 2Pc frames
-  return y.narrow(2, pad, F);
+  if (layout_.uniform()) return y.narrow(2, pad, F);
+  // A shorter clip's frames are [Pc, Pc + n) of its extended slot; its padding stays zero.
+  std::vector<at::Tensor> clips;
+  const at::Tensor by_clip = y.reshape({B / Cl, Cl, y.size(1), y.size(2), y.size(3), y.size(4)});
+  for (int64_t j = 0; j < Cl; ++j) {
+    const at::Tensor yj = by_clip.narrow(1, j, 1);
+    const int64_t n = layout_.local_frames(j);
+    clips.push_back(at::cat({yj.narrow(3, pad, n), at::zeros_like(yj.narrow(3, 0, F - n))}, 3));
+  }
+  return at::cat(clips, 1).reshape(x.sizes());
 }
 
 at::Tensor DualScopeContext::attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
@@ -56,21 +68,30 @@ at::Tensor DualScopeContext::attention(const at::Tensor& q, const at::Tensor& k,
   };
   at::Tensor kg = per_clip(kv_glob.narrow(0, 0, A));
   at::Tensor vg = per_clip(kv_glob.narrow(0, A, A));
-  at::Tensor valid;
-  if (settings_.mask_edge_halos && P > 0) {
-    valid = halo_validity(layout_, P, q.device())               // [Cl, F + 2P]
-                .view({1, Cl, 1, F + 2 * P})
-                .expand({A, Cl, S, F + 2 * P})
-                .reshape({BH, F + 2 * P});
-  }
-  return banded_attention(q, k_ext, v_ext, kg, vg, P, settings_.attn_scale, settings_.token_num_scale,
-                          phase_bias(settings_, timestep_), valid);
+  // Masked key frames: the zero halos at the video's ends (when asked) and shorter clips' padding.
+  at::Tensor valid = settings_.mask_edge_halos && P > 0 ? halo_validity(layout_, P, q.device())
+                                                        : slot_validity(layout_, P, q.device());  // [Cl, F + 2P]
+  if (valid.defined()) valid = valid.view({1, Cl, 1, F + 2 * P}).expand({A, Cl, S, F + 2 * P}).reshape({BH, F + 2 * P});
+  at::Tensor out = banded_attention(q, k_ext, v_ext, kg, vg, P, settings_.attn_scale, settings_.token_num_scale,
+                                    phase_bias(settings_, timestep_), valid);
+  if (layout_.uniform()) return out;
+  // Padding rows may see no key at all (NaN); zeros keep them harmless to the layers after.
+  at::Tensor rows = slot_validity(layout_, 0, q.device()).view({1, Cl, 1, F}).expand({A, Cl, S, F}).reshape({BH, F, 1});
+  return at::where(rows, out, 0.0);
 }
 
 at::Tensor DualScopeContext::group_norm(const at::Tensor& x, int64_t groups, const at::Tensor& weight,
                                         const at::Tensor& bias, double eps) {
-  if (!settings_.sync_groupnorm) return at::group_norm(x, groups, weight, bias, eps);
-  return synced_group_norm(x, groups, weight, bias, eps, layout_, comm_);
+  // x holds F own frames or F + 2Pc with the conv halos; shorter clips' padding is left out.
+  at::Tensor valid;
+  if (!layout_.uniform()) {
+    const int64_t extra = x.size(2) - layout_.frames;
+    VI_CHECK(extra >= 0 && extra % 2 == 0, "temporal GroupNorm: {} frames in slots of {}", x.size(2), layout_.frames);
+    valid = slot_validity(layout_, extra / 2, x.device());
+  }
+  if (settings_.sync_groupnorm) return synced_group_norm(x, groups, weight, bias, eps, layout_, comm_, valid);
+  if (valid.defined()) return masked_group_norm(x, groups, weight, bias, eps, valid);
+  return at::group_norm(x, groups, weight, bias, eps);
 }
 
 }  // namespace vi::parallel

@@ -42,7 +42,7 @@ class DualScopeContext final : public models::TemporalContext {
   Communicator& comm_;
   double timestep_ = 1000;
   int64_t batch_ = 0;
-  std::vector<int64_t> global_indices_;
+  std::vector<std::vector<int64_t>> global_indices_;  // per clip of the video
 };
 
 }  // namespace vi::parallel

@@ -21,6 +21,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// "8 clips x 288 frames", or "4 clips x 288 + 4 clips x 287 frames" when clips differ.
+std::string clips_phrase(const GenerationConfig& cfg) {
+  const int64_t longer = cfg.frames % cfg.clips, base = cfg.frames / cfg.clips;
+  if (longer == 0) return fmt::format("{} clips x {} frames", cfg.clips, base);
+  return fmt::format("{} clips x {} + {} clips x {} frames", longer, base + 1, cfg.clips - longer, base);
+}
+
 // 0. What would fail later fails now, before the model loads: paths of every output.
 void check_outputs(const GenerationConfig& cfg, parallel::Communicator& comm, FrameSink& sink) {
   VI_CHECK(!cfg.model_dir.empty(), "--model: no model directory given");
@@ -47,23 +54,24 @@ struct Streamed {
 Streamed stream_clips(const GenerationConfig& cfg, TextToVideoPipeline& pipe, const at::Tensor& latents,
                       parallel::Communicator& comm, FrameSink& sink) {
   const auto& layout = pipe.layout();
-  const int64_t F = layout.frames, H = cfg.height, W = cfg.width;
+  const int64_t H = cfg.height, W = cfg.width;
   const bool with_latents = !cfg.save_latents.empty();
   auto on_comm_device = [&](const at::Tensor& t) { return t.to(comm.device()); };
   Streamed out;
   if (comm.rank() != 0) {
     for (int64_t j = 0; j < layout.local_clips; ++j) {
       comm.send(on_comm_device(pipe.decode_clip(latents, j)), 0);
-      if (with_latents) comm.send(on_comm_device(latents.narrow(0, j, 1).contiguous()), 0);
+      if (with_latents) comm.send(on_comm_device(latents.narrow(0, j, 1).narrow(2, 0, layout.local_frames(j)).contiguous()), 0);
     }
     return out;
   }
   for (int64_t clip = 0; clip < cfg.clips; ++clip) {
     const int owner = static_cast<int>(clip / layout.local_clips);
+    const int64_t F = layout.clip_frames(clip);
     at::Tensor frames, clip_latents;
     if (owner == 0) {
       frames = pipe.decode_clip(latents, clip);
-      clip_latents = latents.narrow(0, clip, 1);
+      clip_latents = latents.narrow(0, clip, 1).narrow(2, 0, F);
     } else {
       frames = on_comm_device(at::empty({F, H, W, 3}, at::kByte));
       comm.recv(frames, owner);
@@ -143,9 +151,9 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
     spdlog::info("step {}/{}  {:.2f} s/step  ETA {:.0f} s", i + 1, n, per, per * static_cast<double>(n - i - 1));
   };
   TextToVideoPipeline pipe(cfg, comm, device, dtype, options);
-  spdlog::info("{} frames = {} clips x {} frames on {} rank{} ({}), {}x{}, {} steps of {}, {}", cfg.frames, cfg.clips,
-               cfg.frames_per_clip, comm.world_size(), comm.world_size() == 1 ? "" : "s", device.str(), cfg.width,
-               cfg.height, cfg.steps, cfg.scheduler, c10::toString(dtype));
+  spdlog::info("{} frames = {} on {} rank{} ({}), {}x{}, {} steps of {}, {}", cfg.frames, clips_phrase(cfg),
+               comm.world_size(), comm.world_size() == 1 ? "" : "s", device.str(), cfg.width, cfg.height, cfg.steps,
+               cfg.scheduler, c10::toString(dtype));
   pipe.load();                                       // 1
   at::Tensor text = pipe.encode_text();              // 2
   at::Tensor latents = pipe.initial_latents();       // 3

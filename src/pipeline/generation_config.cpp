@@ -72,7 +72,8 @@ void read_phase(const core::JsonConfig& c, const char* key, parallel::Phase& pha
   p.warn_unread();
 }
 
-// clips (default: one per rank), frames and frames per clip from whichever were given.
+// clips (default: one per rank), frames and frames per clip from whichever were given. Frames
+// that clips do not divide make clips of two lengths, frames per clip being the longer.
 void resolve_geometry(GenerationConfig& cfg, int world_size) {
   using pipeline::kMaxClips, pipeline::kMaxFramesPerClip;
   if (cfg.clips == 0) cfg.clips = world_size;
@@ -80,18 +81,19 @@ void resolve_geometry(GenerationConfig& cfg, int world_size) {
   VI_CHECK(cfg.clips % world_size == 0, "--clips {} is not a multiple of the number of ranks ({})", cfg.clips,
            world_size);
   if (cfg.frames > 0) {
-    VI_CHECK(cfg.frames % cfg.clips == 0, "--frames {} is not divisible by --clips {} (each clip has as many frames)",
+    VI_CHECK(cfg.frames >= cfg.clips, "--frames {} is fewer than the {} clips (one per rank unless --clips says)",
              cfg.frames, cfg.clips);
-    const int64_t per_clip = cfg.frames / cfg.clips;
+    const int64_t per_clip = (cfg.frames + cfg.clips - 1) / cfg.clips;
     VI_CHECK(cfg.frames_per_clip == 0 || cfg.frames_per_clip == per_clip,
-             "--frames {} / --clips {} = {} frames per clip, but --frames-per-clip is {}", cfg.frames, cfg.clips,
-             per_clip, cfg.frames_per_clip);
+             "--frames {} in {} clips makes clips of {} frames{}, but --frames-per-clip is {}; give one of the two",
+             cfg.frames, cfg.clips, per_clip, cfg.frames % cfg.clips == 0 ? "" : " at most", cfg.frames_per_clip);
     VI_CHECK(per_clip <= kMaxFramesPerClip, "--frames {} / --clips {} = {} frames per clip, more than the {} allowed",
              cfg.frames, cfg.clips, per_clip, kMaxFramesPerClip);
     cfg.frames_per_clip = per_clip;
+  } else {
+    if (cfg.frames_per_clip == 0) cfg.frames_per_clip = 24;  // the reference's num_frames
+    cfg.frames = cfg.frames_per_clip * cfg.clips;
   }
-  if (cfg.frames_per_clip == 0) cfg.frames_per_clip = 24;  // the reference's num_frames
-  cfg.frames = cfg.frames_per_clip * cfg.clips;
 }
 
 // Rules that tie settings together (each setting's own rule is in the table).
@@ -104,12 +106,14 @@ void check_combinations(const GenerationConfig& cfg) {
              "--phase-t / --local-bias / --global-bias must be finite numbers, got t {}, local {}, global {}",
              phase->t, phase->local_bias, phase->global_bias);
   }
-  VI_CHECK(cfg.frames_per_clip >= s.attn_padding,
-           "--frames-per-clip {} is smaller than the attention halo --attn-padding {}", cfg.frames_per_clip,
-           s.attn_padding);
-  VI_CHECK(cfg.frames_per_clip >= s.conv_padding,
-           "--frames-per-clip {} is smaller than the temporal-conv halo --conv-padding {}", cfg.frames_per_clip,
-           s.conv_padding);
+  const int64_t shortest = cfg.frames / cfg.clips;
+  VI_CHECK(shortest >= s.attn_padding, "clips of {} frames are shorter than the attention halo --attn-padding {}",
+           shortest, s.attn_padding);
+  VI_CHECK(shortest >= s.conv_padding, "clips of {} frames are shorter than the temporal-conv halo --conv-padding {}",
+           shortest, s.conv_padding);
+  VI_CHECK(s.enabled || cfg.frames % cfg.clips == 0,
+           "--no-dual-scope runs clips of equal length: --frames {} is not a multiple of the {} clips", cfg.frames,
+           cfg.clips);
   VI_CHECK(!cfg.karras || schedulers::scheduler_for_flag(cfg.scheduler).karras,
            "--karras applies to schedulers with Karras sigmas, not {}", cfg.scheduler);
   VI_CHECK(cfg.checkpoint_every == 0 || !cfg.checkpoint_dir.empty(),
@@ -244,11 +248,31 @@ void resolve_config(GenerationConfig& cfg, int world_size) {
   if (!cfg.checkpoint_dir.empty() && cfg.checkpoint_every == 0) cfg.checkpoint_every = 5;
 }
 
+std::vector<int64_t> clip_frame_counts(const GenerationConfig& cfg) {
+  VI_CHECK(cfg.clips > 0 && cfg.frames >= cfg.clips, "clip_frame_counts: {} frames in {} clips (resolve the config first)",
+           cfg.frames, cfg.clips);
+  const int64_t base = cfg.frames / cfg.clips, longer = cfg.frames % cfg.clips;
+  std::vector<int64_t> out;
+  for (int64_t c = 0; c < cfg.clips; ++c) out.push_back(base + (c < longer ? 1 : 0));
+  return out;
+}
+
+std::vector<int64_t> clip_first_frames(const GenerationConfig& cfg) {
+  std::vector<int64_t> out;
+  int64_t first = 0;
+  for (int64_t n : clip_frame_counts(cfg)) {
+    out.push_back(first);
+    first += n;
+  }
+  return out;
+}
+
 std::vector<std::string> clip_prompts(const GenerationConfig& cfg) {
   std::vector<std::string> out;
+  const auto firsts = clip_first_frames(cfg);
   for (int64_t c = 0; c < cfg.clips; ++c) {
     if (!cfg.frame_prompts.empty()) {
-      const int64_t first = c * cfg.frames_per_clip;
+      const int64_t first = firsts[static_cast<size_t>(c)];
       const FramePrompt* chosen = &cfg.frame_prompts.front();
       for (const auto& fp : cfg.frame_prompts) {
         if (fp.first_frame <= first) chosen = &fp;

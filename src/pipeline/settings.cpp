@@ -56,9 +56,9 @@ const std::vector<Setting> kSettings = {
   {"negative_prompt", "--negative-prompt", "Negative prompt for classifier-free guidance", R,
    VI_FIELD(negative_prompt)},
   // Video geometry
-  {"frames", "--frames", "Total frames (divisible by --clips; 0: frames-per-clip x clips)", R, VI_FIELD(frames),
+  {"frames", "--frames", "Total frames, any count (clips differ by one frame when --clips does not divide it; 0: frames-per-clip x clips)", R, VI_FIELD(frames),
    at_least(0, "positive")},
-  {"frames_per_clip", "--frames-per-clip", "Frames per clip (0: --frames / --clips, else 24)", R,
+  {"frames_per_clip", "--frames-per-clip", "Frames per clip, the longest clip's (0: --frames / --clips rounded up, else 24)", R,
    VI_FIELD(frames_per_clip), {0.0, double(kMaxFramesPerClip), false, 0, "positive"}},
   {"clips", "--clips", "Clips (a multiple of the ranks; 0: one per rank)", R, VI_FIELD(clips),
    {0.0, double(kMaxClips), false, 0, "positive"}},

@@ -22,6 +22,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// t with zero frames appended along `dim` up to `frames` (a shorter clip in its slot).
+at::Tensor pad_to_slot(const at::Tensor& t, int64_t dim, int64_t frames) {
+  if (t.size(dim) == frames) return t;
+  std::vector<int64_t> shape = t.sizes().vec();
+  shape[static_cast<size_t>(dim)] = frames - t.size(dim);
+  return at::cat({t, at::zeros(shape, t.options())}, dim);
+}
+
 // Rows [begin, begin + rows) of every tensor of a scheduler record: one clip's share.
 schedulers::SchedulerRecord clip_rows(const schedulers::SchedulerRecord& all, int64_t begin, int64_t rows) {
   schedulers::SchedulerRecord r{all.scheduler, all.counters, {}};
@@ -90,7 +98,7 @@ TextToVideoPipeline::TextToVideoPipeline(const GenerationConfig& config, paralle
                                          c10::Device device, c10::ScalarType dtype, PipelineOptions options)
     : config_(config), comm_(comm), device_(device), dtype_(dtype), options_(std::move(options)) {
   set_cudnn_benchmark(device_, true);
-  layout_ = parallel::ClipLayout::make(config_.clips, config_.frames_per_clip, comm_);
+  layout_ = parallel::ClipLayout::make(clip_frame_counts(config_), comm_);
   context_ = parallel::make_temporal_context(config_.dual_scope, layout_, comm_);
   for (int64_t j = 0; j < layout_.local_clips; ++j) {
     generators_.push_back(at::make_generator<at::CPUGeneratorImpl>(
@@ -158,13 +166,16 @@ at::Tensor TextToVideoPipeline::initial_latents() {
     const std::vector<int64_t> expected = {1, channels, config_.frames, h, w};
     VI_CHECK(all.sizes().vec() == expected, "--init-latents {}: 'latents' has shape {}, expected {}",
              config_.init_latents, core::shape_str(all.sizes().vec()), core::shape_str(expected));
+    const auto firsts = clip_first_frames(config_);
     for (int64_t j = 0; j < layout_.local_clips; ++j) {
-      clips.push_back(all.narrow(2, (layout_.first_clip + j) * F, F).clone());
+      const int64_t first = firsts[static_cast<size_t>(layout_.first_clip + j)];
+      clips.push_back(pad_to_slot(all.narrow(2, first, layout_.local_frames(j)).clone(), 2, F));
     }
   } else {
     for (int64_t j = 0; j < layout_.local_clips; ++j) {
       // Ref: diffusers randn_tensor([1, 4, F, h, w], generator) on the CPU generator.
-      clips.push_back(at::randn({1, channels, F, h, w}, generators_[static_cast<size_t>(j)]));
+      at::Tensor noise = at::randn({1, channels, layout_.local_frames(j), h, w}, generators_[static_cast<size_t>(j)]);
+      clips.push_back(pad_to_slot(noise, 2, F));
     }
   }
   return at::cat(clips, 0).mul_(scheduler_->init_noise_sigma());  // [Cl, 4, F, h, w]
@@ -247,6 +258,10 @@ at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& te
     at::Tensor noise = scheduler_->is_stochastic() ? step_noise(static_cast<int64_t>(i), guided) : at::Tensor();
     at::Tensor prev = scheduler_->step(frames_first(guided), t, frames_first(latents), nullptr, noise);
     latents = prev.reshape({Cl, F, latents.size(1), latents.size(3), latents.size(4)}).permute({0, 2, 1, 3, 4}).contiguous();
+    // Shorter clips' padding frames stay zero (the scheduler moved them).
+    for (int64_t j = 0; j < Cl && !layout_.uniform(); ++j) {
+      latents[j].narrow(1, layout_.local_frames(j), F - layout_.local_frames(j)).zero_();
+    }
     if (options_.on_latents) options_.on_latents(static_cast<int64_t>(i), latents);
     comm_.step_boundary();
     const auto done = static_cast<int64_t>(i + 1);
@@ -287,11 +302,12 @@ at::Tensor TextToVideoPipeline::step_noise(int64_t i, const at::Tensor& guided) 
   std::vector<at::Tensor> parts;
   for (int64_t j = 0; j < layout_.local_clips; ++j) {
     if (options_.noise_source) {
-      parts.push_back(options_.noise_source(i, layout_.first_clip + j).to(at::kFloat));
+      parts.push_back(pad_to_slot(options_.noise_source(i, layout_.first_clip + j).to(at::kFloat), 0, layout_.frames));
     } else {
       // Ref: DPMSolverMultistepScheduler.step draws randn(model_output.shape = [F, C, h, w]).
-      parts.push_back(at::randn({layout_.frames, guided.size(1), guided.size(3), guided.size(4)},
-                                generators_[static_cast<size_t>(j)]));
+      at::Tensor noise = at::randn({layout_.local_frames(j), guided.size(1), guided.size(3), guided.size(4)},
+                                   generators_[static_cast<size_t>(j)]);
+      parts.push_back(pad_to_slot(noise, 0, layout_.frames));
     }
   }
   return at::cat(parts, 0).to(guided.device());
@@ -301,7 +317,7 @@ at::Tensor TextToVideoPipeline::step_noise(int64_t i, const at::Tensor& guided) 
 at::Tensor TextToVideoPipeline::decode_clip(const at::Tensor& latents, int64_t local_clip) {
   c10::InferenceMode guard;
   auto t0 = Clock::now();
-  at::Tensor z = latents.narrow(0, local_clip, 1).to(device_, dtype_);    // [1, 4, F, h, w]
+  at::Tensor z = latents.narrow(0, local_clip, 1).narrow(2, 0, layout_.local_frames(local_clip)).to(device_, dtype_);  // [1, 4, F, h, w]
   at::Tensor images = vae_->decode_latents(z, config_.vae_chunk);           // [1, 3, F, H, W]
   at::Tensor frames = models::to_uint8_frames(images);                      // [F, H, W, 3]
   times_.decode += seconds_since(t0);

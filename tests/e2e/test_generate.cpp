@@ -96,6 +96,33 @@ TEST_F(GenerateTest, WritesMp4SidecarFramesAndLatents) {
   EXPECT_TRUE(at::equal(png, expected)) << "max diff " << (png.to(at::kInt) - expected.to(at::kInt)).abs().max();
 }
 
+TEST_F(GenerateTest, ThePapersFrameCountOnEightRanks) {
+  // 2,300 frames on 8 ranks: 287.5 frames per clip, so 4 clips of 288 and 4 of 287 (tiny size).
+  if (!vi::parallel::built_with_mpi()) GTEST_SKIP() << "needs mpiexec";
+  const std::string out = dir_ + "/long.mp4", latents = dir_ + "/long.safetensors";
+  auto r = run_command(vi::test::mpiexec(8) + vi::test::binary_path() + " --model " + model_ +
+                       " --prompt 'a long walk' --height 32 --width 32 --steps 2 --scheduler ddim --frames 2300"
+                       " --vae-chunk 64 --output " + out + " --save-latents " + latents);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("2300 frames = 4 clips x 288 + 4 clips x 287 frames on 8 ranks"), std::string::npos)
+      << r.output;
+  at::Tensor z = vi::core::SafetensorsFile(latents).tensor("latents");
+  EXPECT_EQ(z.sizes(), (std::vector<int64_t>{1, 4, 2300, 4, 4}));
+  EXPECT_TRUE(z.isfinite().all().item<bool>());
+  // No clip is padding: every frame's latent has spread (a zero frame would have none).
+  EXPECT_GT(z.std({1, 3, 4}).min().item<double>(), 0.0);
+  std::ifstream sidecar_in(out + ".json");
+  auto sidecar = nlohmann::json::parse(sidecar_in);
+  EXPECT_EQ(sidecar["settings"]["frames"], 2300);
+  EXPECT_EQ(sidecar["settings"]["frames_per_clip"], 288);
+  if (fs::exists("/usr/bin/ffprobe")) {
+    auto probe = run_command("ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames "
+                             "-of csv=p=0 " + out);
+    ASSERT_EQ(probe.status, 0) << probe.output;
+    EXPECT_EQ(std::stoi(probe.output), 2300);
+  }
+}
+
 TEST_F(GenerateTest, ReferenceConfigRunsWithOnlyTheModelChanged) {
   // configs/reference_example.json, with the tiny model and sizes a CPU test can afford given as
   // flags (flags override the file).
@@ -147,8 +174,9 @@ TEST_F(GenerateTest, BadInputIsRefusedClearly) {
   vi::test::write_file(dir_ + "/types.json", "{\"steps\": \"three\"}");
   expect_refused(ok + " --config " + dir_ + "/types.json", "key 'steps': expected an integer", out);
   // Settings.
-  expect_refused(base_args() + " --frames 15 --clips 2" + bin, "--frames 15 is not divisible by --clips 2", out);
-  expect_refused(base_args() + " --frames 2 --clips 2" + bin, "smaller than the", out);
+  expect_refused(base_args() + " --frames 15 --clips 2 --frames-per-clip 7" + bin,
+                 "--frames 15 in 2 clips makes clips of 8 frames at most, but --frames-per-clip is 7", out);
+  expect_refused(base_args() + " --frames 2 --clips 2" + bin, "shorter than the", out);
   expect_refused(base_args() + " --frames 16 --height 60" + bin, "--height must be a positive multiple of 8", out);
   expect_refused(base_args() + " --frames 16 --width 0" + bin, "--width must be a positive multiple of 8", out);
   expect_refused(base_args() + " --frames 16 --steps 0" + bin, "--steps must be at least 1", out);

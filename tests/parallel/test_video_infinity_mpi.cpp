@@ -134,6 +134,30 @@ TEST_F(VideoInfinityTest, SameVideoOnAnyNumberOfRanks) {
   EXPECT_LT(err, 1e-5);
 }
 
+TEST_F(VideoInfinityTest, UnequalClipsSameVideoOnAnyNumberOfRanks) {
+  // A frame count the clips do not divide: 4 clips of 8, 8, 7, 7 frames (3 of 8, 7, 7 on 3
+  // ranks), each rank's clips equal a single-process run's of the same layout, with the stochastic
+  // sampler (its noise drawn per clip for the clip's own frames).
+  const int64_t clips = comm_->world_size() == 3 ? 3 : 4;
+  GenerationConfig c = test::golden_generation_config(clips, "dpmpp-2m-sde", 4);
+  c.frames = clips * c.frames_per_clip - 2;
+  c.frames_per_clip = 0;
+  auto local = parallel::make_local_communicator();
+  Run whole = run(c, *local);
+  Run mine = run(c, *comm_);
+  ASSERT_FALSE(mine.layout.uniform());
+  double err = test::rel_error(mine.final_latents, whole.final_latents.narrow(0, mine.layout.first_clip, mine.layout.local_clips));
+  std::printf("rank %d: %lld frames in %lld clips vs single process: rel %.3g (tolerance 1e-5)\n", comm_->rank(),
+              static_cast<long long>(c.frames), static_cast<long long>(clips), err);
+  EXPECT_LT(err, 1e-5);
+  EXPECT_TRUE(mine.final_latents.isfinite().all().item<bool>());
+  for (int64_t j = 0; j < mine.layout.local_clips; ++j) {
+    const int64_t n = mine.layout.local_frames(j);
+    EXPECT_EQ(mine.final_latents[j].narrow(1, n, mine.layout.frames - n).abs().sum().item<double>(), 0.0)
+        << "a shorter clip's padding stays zero";
+  }
+}
+
 TEST_F(VideoInfinityTest, SerialGuidanceBranchesMatchTheBatch) {
   // --cfg-serial: the unconditional and conditional halves as two UNet calls of the local clips.
   const int64_t clips = comm_->world_size() == 3 ? 3 : 4;

@@ -72,9 +72,14 @@ TEST(GenerationConfig, ImpossibleSettingsNameTheFlag) {
     const char* needle;
   };
   std::vector<Case> cases = {
-      {[](auto& c) { c.frames = 30; c.clips = 4; }, 1, "--frames 30 is not divisible by --clips 4"},
+      {[](auto& c) { c.frames = 30; c.clips = 4; c.frames_per_clip = 7; }, 1,
+       "--frames 30 in 4 clips makes clips of 8 frames at most, but --frames-per-clip is 7"},
+      {[](auto& c) { c.frames = 3; c.clips = 4; }, 1, "--frames 3 is fewer than the 4 clips"},
+      {[](auto& c) { c.frames = 63; c.clips = 4; c.dual_scope.enabled = false; }, 1,
+       "--no-dual-scope runs clips of equal length"},
       {[](auto& c) { c.clips = 3; }, 2, "--clips 3 is not a multiple of the number of ranks (2)"},
-      {[](auto& c) { c.frames_per_clip = 6; }, 1, "smaller than the attention halo --attn-padding 8"},
+      {[](auto& c) { c.frames_per_clip = 6; }, 1, "shorter than the attention halo --attn-padding 8"},
+      {[](auto& c) { c.frames = 31; c.clips = 4; }, 1, "clips of 7 frames are shorter than the attention halo"},
       {[](auto& c) { c.frames_per_clip = 8; c.dual_scope.attn_padding = 2; c.dual_scope.conv_padding = 9; }, 1,
        "--conv-padding 9"},
       {[](auto& c) { c.height = 100; }, 1, "--height must be a positive multiple of 8"},
@@ -109,6 +114,36 @@ TEST(GenerationConfig, ImpossibleSettingsNameTheFlag) {
   ok.frames = 96;
   ok.clips = 4;
   EXPECT_EQ(resolved(ok, 2).frames_per_clip, 24);
+}
+
+TEST(GenerationConfig, AnyFrameCountSplitsIntoClipsDifferingByOneFrame) {
+  GenerationConfig c;
+  c.prompts = {"x"};
+  c.frames = 2300;  // the paper's video on 8 ranks: 287.5 frames per clip
+  c = resolved(c, 8);
+  EXPECT_EQ(c.clips, 8);
+  EXPECT_EQ(c.frames, 2300);
+  EXPECT_EQ(c.frames_per_clip, 288);  // the longest clip
+  EXPECT_EQ(vi::clip_frame_counts(c), (std::vector<int64_t>{288, 288, 288, 288, 287, 287, 287, 287}));
+  EXPECT_EQ(vi::clip_first_frames(c), (std::vector<int64_t>{0, 288, 576, 864, 1152, 1439, 1726, 2013}));
+  // The same on 3 ranks, and the sidecar's settings (frames and the longest clip) resolve again.
+  GenerationConfig three;
+  three.prompts = {"x"};
+  three.frames = 2300;
+  three = resolved(three, 3);
+  EXPECT_EQ(vi::clip_frame_counts(three), (std::vector<int64_t>{767, 767, 766}));
+  GenerationConfig again;
+  again.prompts = {"x"};
+  again.frames = 2300;
+  again.frames_per_clip = 767;
+  again.clips = 3;
+  EXPECT_EQ(vi::clip_frame_counts(resolved(again, 3)), vi::clip_frame_counts(three));
+  // Equal clips are unchanged.
+  GenerationConfig equal;
+  equal.prompts = {"x"};
+  equal.frames = 96;
+  equal.clips = 4;
+  EXPECT_EQ(vi::clip_frame_counts(resolved(equal, 2)), (std::vector<int64_t>(4, 24)));
 }
 
 TEST(GenerationConfig, ClipPromptsFollowTheReferenceRule) {
