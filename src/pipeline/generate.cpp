@@ -13,6 +13,7 @@
 #include "core/check.h"
 #include "core/safetensors.h"
 #include "core/temp_files.h"
+#include "pipeline/peak_memory.h"
 #include "pipeline/progress.h"
 
 namespace fs = std::filesystem;
@@ -114,6 +115,7 @@ void print_summary(const nlohmann::json& sidecar, const FrameSink& sink) {
               t["encode"].get<double>(), t["total"].get<double>());
   std::printf("communication (rank 0): %.2f MB per UNet call, %.2f MB while denoising\n",
               bytes["per_unet_call"].get<double>() / 1e6, bytes["denoise_total"].get<double>() / 1e6);
+  std::printf("%s", peak_memory_summary(sidecar["peak_memory"]).c_str());
   if (!sink.summary().empty()) std::printf("wrote %s and %s\n", sink.summary().c_str(), sink.sidecar_path().c_str());
 }
 
@@ -165,10 +167,14 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
     sink.finish();
     streamed.encode_seconds += seconds_since(t0);
     if (!cfg.save_latents.empty()) core::save_safetensors(cfg.save_latents, {{"latents", at::cat(streamed.latents, 2)}});
+  }
+  const nlohmann::json peak_memory = peak_memory_json(gather_peak_memory(comm));  // every rank's, at the end
+  if (comm.rank() == 0) {
     sidecar = sidecar_json(cfg, pipe, comm, sink, streamed.encode_seconds, seconds_since(t_start));
+    sidecar["peak_memory"] = peak_memory;
     core::write_file_atomically(sink.sidecar_path(), sidecar.dump(2) + "\n");
     progress.done({{"output", sink.summary().empty() ? nlohmann::json(nullptr) : nlohmann::json(cfg.output)},
-                   {"sidecar", sink.sidecar_path()}, {"times_s", sidecar["times_s"]}});
+                   {"sidecar", sink.sidecar_path()}, {"times_s", sidecar["times_s"]}, {"peak_memory", peak_memory}});
     // --progress json: stdout holds the JSON lines only (the done event has the summary's figures).
     if (!cfg.quiet && progress.mode() != ProgressMode::kJson) print_summary(sidecar, sink);
   }
