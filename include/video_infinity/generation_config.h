@@ -60,6 +60,7 @@ struct GenerationConfig {
   std::string init_latents;        // safetensors with "latents" [1, 4, frames, H/8, W/8]
   std::string save_latents;
   bool quiet = false;
+  std::string progress = "auto";   // auto | bar | log | json | none (pipeline/progress.h)
   // Reliability
   std::string checkpoint_dir;      // per-clip checkpoints go here (empty: none)
   int64_t checkpoint_every = 0;    // steps between checkpoints (0 with a directory: 5)

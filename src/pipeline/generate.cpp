@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <torch/version.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +13,8 @@
 #include "core/check.h"
 #include "core/safetensors.h"
 #include "core/temp_files.h"
+#include "pipeline/peak_memory.h"
+#include "pipeline/progress.h"
 
 namespace fs = std::filesystem;
 
@@ -52,7 +56,7 @@ struct Streamed {
 };
 
 Streamed stream_clips(const GenerationConfig& cfg, TextToVideoPipeline& pipe, const at::Tensor& latents,
-                      parallel::Communicator& comm, FrameSink& sink) {
+                      parallel::Communicator& comm, FrameSink& sink, ProgressReporter& progress) {
   const auto& layout = pipe.layout();
   const int64_t H = cfg.height, W = cfg.width;
   const bool with_latents = !cfg.save_latents.empty();
@@ -84,7 +88,7 @@ Streamed stream_clips(const GenerationConfig& cfg, TextToVideoPipeline& pipe, co
     sink.write(frames.cpu());
     out.encode_seconds += seconds_since(t0);
     if (with_latents) out.latents.push_back(clip_latents.cpu().to(at::kFloat));
-    if (!cfg.quiet) spdlog::info("clip {}/{} written", clip + 1, cfg.clips);
+    progress.clip_written(clip);
   }
   return out;
 }
@@ -119,6 +123,7 @@ void print_summary(const nlohmann::json& sidecar, const FrameSink& sink) {
               t["encode"].get<double>(), t["total"].get<double>());
   std::printf("communication (rank 0): %.2f MB per UNet call, %.2f MB while denoising\n",
               bytes["per_unet_call"].get<double>() / 1e6, bytes["denoise_total"].get<double>() / 1e6);
+  std::printf("%s", peak_memory_summary(sidecar["peak_memory"]).c_str());
   if (!sink.summary().empty()) std::printf("wrote %s and %s\n", sink.summary().c_str(), sink.sidecar_path().c_str());
 }
 
@@ -139,38 +144,47 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
   const c10::Device device = comm.device();
   const c10::ScalarType dtype = resolve_dtype(cfg.dtype, device);
 
+  ProgressReporter progress(resolve_progress_mode(cfg.progress, cfg.quiet, comm.rank(), ::isatty(STDERR_FILENO) != 0));
   PipelineOptions options;
-  double step_sum = 0;
-  int64_t steps_run = 0;  // in this process (a resumed run starts past the checkpoint's steps)
   options.on_step = [&](int64_t i, int64_t n, double seconds) {
     if (hooks.on_step) hooks.on_step(i, n, seconds);
-    step_sum += seconds;
-    ++steps_run;
-    if (comm.rank() != 0 || cfg.quiet) return;
-    const double per = step_sum / static_cast<double>(steps_run);
-    spdlog::info("step {}/{}  {:.2f} s/step  ETA {:.0f} s", i + 1, n, per, per * static_cast<double>(n - i - 1));
+    progress.step(i, n, seconds);
   };
   TextToVideoPipeline pipe(cfg, comm, device, dtype, options);
   spdlog::info("{} frames = {} on {} rank{} ({}), {}x{}, {} steps of {}, {}", cfg.frames, clips_phrase(cfg),
                comm.world_size(), comm.world_size() == 1 ? "" : "s", device.str(), cfg.width, cfg.height, cfg.steps,
                cfg.scheduler, c10::toString(dtype));
+  progress.start({{"ranks", comm.world_size()}, {"clips", cfg.clips}, {"frames", cfg.frames}, {"steps", cfg.steps},
+                  {"width", cfg.width}, {"height", cfg.height}, {"device", device.str()}},
+                 cfg.steps, cfg.clips, pipe.layout().local_clips);
+  progress.stage("load");
   pipe.load();                                       // 1
+  progress.stage("text");
   at::Tensor text = pipe.encode_text();              // 2
   at::Tensor latents = pipe.initial_latents();       // 3
   const int64_t first_step = pipe.resume(latents);   // 3b
+  progress.stage("denoise");
   latents = pipe.denoise(latents, text, first_step); // 4
 
+  progress.decode_begins();
   if (comm.rank() == 0) sink.open();
-  Streamed streamed = stream_clips(cfg, pipe, latents, comm, sink);  // 5
+  Streamed streamed = stream_clips(cfg, pipe, latents, comm, sink, progress);  // 5
   nlohmann::json sidecar = nlohmann::json::object();
   if (comm.rank() == 0) {
     auto t0 = Clock::now();
     sink.finish();
     streamed.encode_seconds += seconds_since(t0);
     if (!cfg.save_latents.empty()) core::save_safetensors(cfg.save_latents, {{"latents", at::cat(streamed.latents, 2)}});
+  }
+  const nlohmann::json peak_memory = peak_memory_json(gather_peak_memory(comm));  // every rank's, at the end
+  if (comm.rank() == 0) {
     sidecar = sidecar_json(cfg, pipe, comm, sink, streamed.encode_seconds, seconds_since(t_start));
+    sidecar["peak_memory"] = peak_memory;
     core::write_file_atomically(sink.sidecar_path(), sidecar.dump(2) + "\n");
-    if (!cfg.quiet) print_summary(sidecar, sink);
+    progress.done({{"output", sink.summary().empty() ? nlohmann::json(nullptr) : nlohmann::json(cfg.output)},
+                   {"sidecar", sink.sidecar_path()}, {"times_s", sidecar["times_s"]}, {"peak_memory", peak_memory}});
+    // --progress json: stdout holds the JSON lines only (the done event has the summary's figures).
+    if (!cfg.quiet && progress.mode() != ProgressMode::kJson) print_summary(sidecar, sink);
   }
   comm.barrier();
   return sidecar;

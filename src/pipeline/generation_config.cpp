@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "core/json_config.h"
+#include "pipeline/checkpoint.h"
 #include "pipeline/settings.h"
 #include "schedulers/registry.h"
 
@@ -243,6 +244,7 @@ void resolve_config(GenerationConfig& cfg, int world_size) {
   }
   VI_CHECK(!cfg.prompts.empty() || !cfg.frame_prompts.empty(), "--prompt: no prompt given (use --prompt or --prompts-file)");
   pipeline::check_settings(cfg);  // each setting's own rule (the table)
+  pipeline::apply_checkpoint_layout(cfg, world_size);  // --resume: clips and frames of the checkpoints
   resolve_geometry(cfg, world_size);
   check_combinations(cfg);
   if (!cfg.checkpoint_dir.empty() && cfg.checkpoint_every == 0) cfg.checkpoint_every = 5;

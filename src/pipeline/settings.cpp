@@ -7,6 +7,7 @@
 
 #include "core/check.h"
 #include "core/json_config.h"
+#include "pipeline/progress.h"
 #include "schedulers/registry.h"
 
 namespace vi::pipeline {
@@ -23,6 +24,7 @@ const Choices kDtypes{"dtype",
                        {"torch.float32", "fp32"}, {"float32", "fp32"}, {"float", "fp32"}}};
 const Choices kDevices{"device", [] { return std::vector<std::string>{"auto", "cpu", "cuda"}; }, {}};
 const Choices kSchedulers{"scheduler", schedulers::scheduler_flags, {}};
+const Choices kProgressModes{"progress mode", progress_modes, {}};
 
 Rule at_least(double min, const char* says = nullptr) { return Rule{min, std::nullopt, false, 0, says}; }
 Rule positive(const char* says = "positive") { return Rule{0.0, std::nullopt, true, 0, says}; }
@@ -125,6 +127,10 @@ const std::vector<Setting> kSettings = {
   {"save_latents", "--save-latents", "Write the final latents as safetensors ('latents')", Run,
    VI_FIELD(save_latents)},
   {"quiet", "--quiet", "No progress or summary", None, VI_FIELD(quiet)},
+  {"progress", "--progress",
+   "auto (bar on a terminal, else log), bar (one updating line), log (a line per step), json (one JSON object per "
+   "event on stdout, nothing else there) or none",
+   None, VI_FIELD(progress), choice(kProgressModes)},
   // Reliability
   {"checkpoint_dir", "--checkpoint-dir",
    "Directory for checkpoints (per clip: latents, sampler history, noise generator state)", Run,

@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "common/test_util.h"
 #include "core/safetensors.h"
 #include "pipeline/checkpoint.h"
+#include "video_infinity/generation_config.h"
 
 namespace vi::pipeline {
 namespace {
@@ -60,6 +62,69 @@ TEST(Checkpoint, AnotherFormatIsRefusedNamingBoth) {
   EXPECT_NE(e.find("format 'video-infinity checkpoint 1' of another video-infinity version"), std::string::npos) << e;
   EXPECT_NE(e.find(ck.clip_file(3, 0)), std::string::npos) << e;
   std::filesystem::remove_all(dir);
+}
+
+// --resume without --clips takes the layout of the checkpoints (written here on "2 ranks":
+// 2 clips of 8 frames); a contradicting flag or a rank count that does not divide the clips is
+// an error saying what to do.
+TEST(Checkpoint, ResumeTakesTheClipLayoutOfTheCheckpoints) {
+  const std::string dir = test::make_temp_dir("checkpoint-layout");
+  CheckpointDir ck(dir, {{"clips", 2}, {"frames", 16}, {"frames_per_clip", 8}, {"seed", 1}});
+  ClipCheckpoint c = sample_clip();
+  c.clip = 1;
+  c.steps_done = 4;
+  ck.write(c);
+  const auto layout = read_checkpoint_layout(dir);
+  ASSERT_TRUE(layout.has_value());
+  EXPECT_EQ(layout->clips, 2);
+  EXPECT_EQ(layout->frames, 16);
+  EXPECT_EQ(layout->frames_per_clip, 8);
+  EXPECT_EQ(layout->file, ck.clip_file(4, 1));
+
+  GenerationConfig base;
+  base.prompts = {"x"};
+  base.dual_scope.attn_padding = 2;
+  base.dual_scope.conv_padding = 2;
+  base.checkpoint_dir = dir;
+  base.resume = true;
+  auto resolved = [&](int world, const std::function<void(GenerationConfig&)>& change) {
+    GenerationConfig cfg = base;
+    change(cfg);
+    vi::resolve_config(cfg, world);
+    return cfg;
+  };
+  for (int world : {1, 2}) {
+    const GenerationConfig cfg = resolved(world, [](auto&) {});
+    EXPECT_EQ(cfg.clips, 2) << world << " ranks";
+    EXPECT_EQ(cfg.frames, 16) << world << " ranks";
+    EXPECT_EQ(cfg.frames_per_clip, 8) << world << " ranks";
+  }
+  // Flags that agree with the checkpoints are fine.
+  EXPECT_EQ(resolved(1, [](auto& c) { c.clips = 2; c.frames_per_clip = 8; }).frames, 16);
+
+  auto error = [&](int world, const std::function<void(GenerationConfig&)>& change) {
+    return test::error_of([&] { resolved(world, change); });
+  };
+  std::string e = error(1, [](auto& c) { c.clips = 1; });
+  EXPECT_NE(e.find("--resume: the checkpoints in " + dir + " were written with --clips 2 --frames 16; drop --clips 1"),
+            std::string::npos) << e;
+  EXPECT_NE(e.find("or give --clips 2"), std::string::npos) << e;
+  e = error(2, [](auto& c) { c.frames = 24; c.clips = 4; });
+  EXPECT_NE(e.find("drop --clips 4 and --frames 24"), std::string::npos) << e;
+  e = error(1, [](auto& c) { c.frames_per_clip = 4; });
+  EXPECT_NE(e.find("drop --frames-per-clip 4"), std::string::npos) << e;
+  e = error(3, [](auto&) {});
+  EXPECT_NE(e.find("2 clips cannot be shared by 3 ranks; resume on a rank count that divides 2: 1 or 2 ranks"),
+            std::string::npos) << e;
+
+  // Without --resume, or without checkpoints yet, clips are one per rank as always.
+  EXPECT_EQ(resolved(3, [](auto& c) { c.resume = false; }).clips, 3);
+  const std::string empty = test::make_temp_dir("checkpoint-layout-empty");
+  EXPECT_FALSE(read_checkpoint_layout(empty).has_value());
+  EXPECT_FALSE(read_checkpoint_layout(empty + "/absent").has_value());
+  EXPECT_EQ(resolved(3, [&](auto& c) { c.checkpoint_dir = empty; }).clips, 3);
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(empty);
 }
 
 }  // namespace
