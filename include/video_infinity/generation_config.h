@@ -89,10 +89,22 @@ void read_prompts(GenerationConfig& config, std::istream& in, const std::string&
 // setting before any compute; errors name the flag. `world_size` = number of ranks.
 void resolve_config(GenerationConfig& config, int world_size);
 
-// The prompt of each clip: the frame ranges of a prompts file mapped to clips (the prompt that
-// covers the clip's first frame), else the reference's rule: clip c of C takes prompt
-// floor(c / C * P).
+// The number of frames of each clip, in clip order (resolved config). Every clip's frame range
+// comes from here: clip c covers the frames after those of clips 0..c-1.
+std::vector<int64_t> clip_frame_counts(const GenerationConfig& config);
+
+// The prompt of each clip: the frame ranges of a prompts file mapped to clips (the range its
+// first frame lies in), else the reference's rule: clip c of C takes prompt floor(c / C * P).
 std::vector<std::string> clip_prompts(const GenerationConfig& config);
+
+// Which prompt each clip takes, for the log: lines `clip 3 (frames 864-1151): "..."`, consecutive
+// clips with the same prompt on one line (`clips 0-2 (frames 0-863): "..."`); and one warning
+// for the prompts and one for the frame ranges that no clip takes.
+struct ClipPromptReport {
+  std::vector<std::string> lines;
+  std::vector<std::string> warnings;
+};
+ClipPromptReport clip_prompt_report(const GenerationConfig& config);
 
 // Every recorded setting (the table's kResult and kRun entries), for the sidecar JSON.
 nlohmann::json config_to_json(const GenerationConfig& config);

@@ -146,6 +146,11 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
   spdlog::info("{} frames = {} clips x {} frames on {} rank{} ({}), {}x{}, {} steps of {}, {}", cfg.frames, cfg.clips,
                cfg.frames_per_clip, comm.world_size(), comm.world_size() == 1 ? "" : "s", device.str(), cfg.width,
                cfg.height, cfg.steps, cfg.scheduler, c10::toString(dtype));
+  if (comm.rank() == 0) {
+    const ClipPromptReport prompts = clip_prompt_report(cfg);
+    for (const auto& w : prompts.warnings) spdlog::warn("{}", w);
+    for (const auto& line : prompts.lines) spdlog::info("{}", line);
+  }
   pipe.load();                                       // 1
   at::Tensor text = pipe.encode_text();              // 2
   at::Tensor latents = pipe.initial_latents();       // 3

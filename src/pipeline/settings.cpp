@@ -47,7 +47,7 @@ const std::vector<Setting> kSettings = {
   {"unet", "--unet", "Separate UNet directory (unet/ inside, or config + weights at its root)", Run,
    VI_FIELD(unet_dir)},
   // Prompts
-  {"prompts", "--prompt", "Prompt (repeatable: clip c of C takes prompt floor(c / C x P))", R, VI_FIELD(prompts),
+  {"prompts", "-p,--prompt", "Prompt, one per flag (quote it; repeat the flag for several: clip c of C takes prompt floor(c / C x P))", R, VI_FIELD(prompts),
    {}, "prompt"},
   {"prompts_file", "--prompts-file", "One prompt per line, or 'FIRST-LAST: prompt' frame ranges", None,
    VI_FIELD(prompts_file)},

@@ -118,6 +118,14 @@ TEST(GenerationConfig, ClipPromptsFollowTheReferenceRule) {
   c.frames_per_clip = 16;
   // floor(c / 8 * 3): 0 0 0 1 1 1 2 2
   EXPECT_EQ(vi::clip_prompts(resolved(c, 2)), (std::vector<std::string>{"a", "a", "a", "b", "b", "b", "c", "c"}));
+  // As many prompts as clips: clip c takes prompt c, also where the reference's floats give
+  // 1 / 49 * 49 = 0.999...
+  GenerationConfig d;
+  for (int i = 0; i < 49; ++i) d.prompts.push_back(std::to_string(i));
+  d.clips = 49;
+  d.frames_per_clip = 8;
+  d.dual_scope.attn_padding = 2;
+  EXPECT_EQ(vi::clip_prompts(resolved(d, 1)), d.prompts);
 }
 
 TEST(GenerationConfig, PromptsFileWithFrameRanges) {
@@ -172,6 +180,92 @@ TEST(GenerationConfig, PromptsFileLineForms) {
   // Frame numbers past 12 digits are refused naming the line.
   vi::test::write_file(dir + "/huge.txt", "0-1: a\n1234567890123-: b\n");
   EXPECT_NE(error_of([&] { vi::read_prompts_file(p, dir + "/huge.txt"); }).find("huge.txt:2"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+GenerationConfig four_clips_of_16() {
+  GenerationConfig c;
+  c.frames = 64;
+  c.clips = 4;
+  c.dual_scope.attn_padding = 2;
+  return c;
+}
+
+TEST(ClipPrompts, FrameCountsAndTheLogLinesCollapseRepeats) {
+  GenerationConfig c = four_clips_of_16();
+  c.prompts = {"a cat", "a dog"};
+  c = resolved(c, 2);
+  EXPECT_EQ(vi::clip_frame_counts(c), (std::vector<int64_t>{16, 16, 16, 16}));
+  auto report = vi::clip_prompt_report(c);
+  EXPECT_EQ(report.lines, (std::vector<std::string>{R"(clips 0-1 (frames 0-31): "a cat")",
+                                                    R"(clips 2-3 (frames 32-63): "a dog")"}));
+  EXPECT_TRUE(report.warnings.empty());
+  c.prompts = {"a", "b", "c", "d"};
+  report = vi::clip_prompt_report(c);
+  EXPECT_EQ(report.lines, (std::vector<std::string>{R"(clip 0 (frames 0-15): "a")", R"(clip 1 (frames 16-31): "b")",
+                                                    R"(clip 2 (frames 32-47): "c")", R"(clip 3 (frames 48-63): "d")"}));
+  // Not repeats: the same text at clips 0 and 2 is two lines.
+  c.prompts = {"a", "b", "a", "b"};
+  EXPECT_EQ(vi::clip_prompt_report(c).lines.size(), 4u);
+}
+
+TEST(ClipPrompts, PromptsNoClipTakesAreNamedInAWarning) {
+  GenerationConfig c = four_clips_of_16();
+  c.clips = 2;
+  c.frames = 32;
+  c.prompts = {"first", "second", "third"};
+  c = resolved(c, 2);
+  // floor(c x 3 / 2): clip 0 -> 0, clip 1 -> 1; "third" is dropped.
+  EXPECT_EQ(vi::clip_prompts(c), (std::vector<std::string>{"first", "second"}));
+  const auto report = vi::clip_prompt_report(c);
+  ASSERT_EQ(report.warnings.size(), 1u);
+  const std::string& w = report.warnings[0];
+  EXPECT_NE(w.find(R"(3 prompts for 2 clips: no clip takes prompt 2 "third")"), std::string::npos) << w;
+  EXPECT_EQ(w.find("second"), std::string::npos) << w;
+}
+
+TEST(ClipPrompts, FrameRangesNoClipStartsInAreNamedInAWarning) {
+  std::string dir = vi::test::make_temp_dir("ranges-unused");
+  // Clips start at 0, 16, 32, 48: none in 5-15, so "a bird" is never used.
+  vi::test::write_file(dir + "/p.txt", "0-4: a cat\n5-15: a bird\n16-: a dog\n");
+  GenerationConfig c = four_clips_of_16();
+  c.prompts_file = dir + "/p.txt";
+  c = resolved(c, 1);
+  EXPECT_EQ(vi::clip_prompts(c), (std::vector<std::string>{"a cat", "a dog", "a dog", "a dog"}));
+  const auto report = vi::clip_prompt_report(c);
+  EXPECT_EQ(report.lines, (std::vector<std::string>{R"(clip 0 (frames 0-15): "a cat")",
+                                                    R"(clips 1-3 (frames 16-63): "a dog")"}));
+  ASSERT_EQ(report.warnings.size(), 1u);
+  EXPECT_NE(report.warnings[0].find(R"(no clip starts in frame range 5-15: "a bird")"), std::string::npos)
+      << report.warnings[0];
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ClipPrompts, PromptSourcesThatWouldBeDroppedAreErrors) {
+  std::string dir = vi::test::make_temp_dir("prompt-sources");
+  vi::test::write_file(dir + "/p.txt", "from the file\n");
+  GenerationConfig c = four_clips_of_16();
+  c.prompts = {"inline"};
+  c.prompts_file = dir + "/p.txt";
+  std::string e = error_of([&] { resolved(c); });
+  EXPECT_NE(e.find("--prompt and --prompts-file " + dir + "/p.txt are both given"), std::string::npos) << e;
+  EXPECT_NE(e.find("keep one"), std::string::npos) << e;
+  // The file alone: read once, and resolving the result again does not read it twice.
+  c.prompts.clear();
+  GenerationConfig once = resolved(c);
+  EXPECT_EQ(once.prompts, std::vector<std::string>{"from the file"});
+  EXPECT_EQ(resolved(once).prompts, std::vector<std::string>{"from the file"});
+  // A JSON config with both plain prompts and frame ranges, or ranges out of order.
+  GenerationConfig j;
+  vi::apply_config_json(j, nlohmann::json::parse(R"({"frames": 32, "clips": 2, "attn_padding": 2, "prompts": ["x"],
+      "frame_prompts": [{"first_frame": 0, "prompt": "y"}]})"), "j.json");
+  e = error_of([&] { resolved(j); });
+  EXPECT_NE(e.find("both prompts and frame_prompts given"), std::string::npos) << e;
+  j.prompts.clear();
+  j.frame_prompts = {{8, -1, "late"}, {0, 7, "early"}};
+  e = error_of([&] { resolved(j); });
+  EXPECT_NE(e.find("frame_prompts: the ranges must be in frame order, the first starting at frame 0"),
+            std::string::npos) << e;
   std::filesystem::remove_all(dir);
 }
 
