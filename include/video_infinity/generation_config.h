@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -76,8 +77,20 @@ struct GenerationConfig {
 // attn_scale, token_num_scale, dynamic_scale, local_phase, global_phase}, conv_layer{padding}})
 // and our own flat keys named like the flags (frames, clips, scheduler, attn_padding, ...).
 // Wrong types are errors naming the key; unknown keys are warnings.
+// A sidecar (OUT.mp4.json: an object with "settings") is read too: its "settings" are the config,
+// the rest describes the run and is skipped. Reference keys this tool cannot honour (devices,
+// master_port) are warnings saying what to do instead.
 void apply_config_json(GenerationConfig& config, const nlohmann::json& json, const std::string& origin);
 void apply_config_file(GenerationConfig& config, const std::string& path);
+
+// Flags override a --config file. Called between the two on the file's settings (`from_file`)
+// with the command line's values (`flags`) and the JSON keys of the settings it gave (`given`):
+// drops the file's values that the flags would contradict rather than replace. Prompts: --prompt
+// or --prompts-file drops every prompt of the file. Geometry (frames = clips x frames per clip):
+// --frames drops the file's frames per clip, --frames-per-clip its frames, --clips alone its
+// frames per clip when it also has frames (a sidecar: the length stays), --frames with
+// --frames-per-clip its clips unless they agree.
+void drop_overridden(GenerationConfig& from_file, const GenerationConfig& flags, const std::set<std::string>& given);
 
 // Reads a prompts file: one prompt per line, or lines "FIRST-LAST: prompt" / "FIRST-: prompt"
 // giving frame ranges. Blank lines and lines starting with '#' are skipped.

@@ -108,7 +108,10 @@ struct Bindings {
 int run(Bindings& b, const parallel::LaunchInfo& launch) {
   // Settings: defaults, then --config, then the flags given; checked before any work.
   GenerationConfig cfg;
-  if (!b.config_file.empty()) apply_config_file(cfg, b.config_file);
+  if (!b.config_file.empty()) {
+    apply_config_file(cfg, b.config_file);
+    drop_overridden(cfg, b.flags, b.given());
+  }
   b.apply(cfg);
   resolve_config(cfg, launch.world_size);
   auto comm = pipeline::open_communicator(cfg, launch);

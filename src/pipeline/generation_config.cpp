@@ -131,6 +131,15 @@ void check_combinations(const GenerationConfig& cfg) {
 // seed are our keys too, read by the table).
 void apply_reference_config(GenerationConfig& cfg, const core::JsonConfig& c) {
   // Launch details of the reference's own multiprocessing; mpirun decides these here.
+  if (c.has("devices")) {
+    const nlohmann::json& devices = c.json().at("devices");
+    spdlog::warn("{}: devices {}: ignored; launch one rank per GPU with mpirun -np {} (the node-local rank picks the GPU)",
+                 c.origin(), devices.dump(), devices.is_array() ? devices.size() : 1);
+  }
+  if (c.has("master_port")) {
+    spdlog::warn("{}: master_port {}: ignored; mpirun starts the ranks and MPI hands NCCL its id (no port to choose)",
+                 c.origin(), c.json().at("master_port").dump());
+  }
   c.ignore({"devices", "master_port"});
   std::string base_path;
   read(c, "base_path", base_path);
@@ -183,10 +192,32 @@ void apply_reference_config(GenerationConfig& cfg, const core::JsonConfig& c) {
 }  // namespace
 
 void apply_config_json(GenerationConfig& cfg, const nlohmann::json& json, const std::string& origin) {
+  if (json.is_object() && json.contains("settings") && json.at("settings").is_object()) {
+    // A sidecar: its settings replay the run; the rest (date, versions, times, ...) describes
+    // it and is not a setting (its top-level "dtype" is the torch dtype that ran).
+    apply_config_json(cfg, json.at("settings"), origin + ": settings");
+    return;
+  }
   core::JsonConfig c(json, origin);
   apply_reference_config(cfg, c);
   pipeline::read_settings(c, cfg);  // our keys, named like the flags
   c.warn_unread();
+}
+
+void drop_overridden(GenerationConfig& cfg, const GenerationConfig& flags, const std::set<std::string>& given) {
+  auto on = [&](const char* key) { return given.count(key) > 0; };
+  if (on("prompts") || on("prompts_file")) {
+    cfg.prompts.clear();
+    cfg.frame_prompts.clear();
+    cfg.prompts_file.clear();
+  }
+  // frames = clips x frames per clip: a file's value that the flags given determine would
+  // contradict them (the reference's num_frames 24 against --frames 16 on 2 ranks).
+  const bool frames = on("frames"), per_clip = on("frames_per_clip"), clips = on("clips");
+  if (frames) cfg.frames_per_clip = 0;
+  if (per_clip) cfg.frames = 0;
+  if (clips && !frames && !per_clip && cfg.frames > 0) cfg.frames_per_clip = 0;
+  if (frames && per_clip && !clips && flags.frames != flags.frames_per_clip * cfg.clips) cfg.clips = 0;
 }
 
 void apply_config_file(GenerationConfig& cfg, const std::string& path) {

@@ -179,6 +179,7 @@ parallel::Phase read_value(const core::JsonConfig& c, const std::string& key) {
 }
 template <>
 std::vector<FramePrompt> read_value(const core::JsonConfig& c, const std::string& key) {
+  c.ignore({key.c_str()});  // read here, not through get(): not an unknown key
   const auto& array = c.json().at(key);
   VI_CHECK(array.is_array(), "{}: key '{}': expected an array of {{first_frame, last_frame, prompt}}", c.origin(),
            key);

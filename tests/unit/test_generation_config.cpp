@@ -1,13 +1,17 @@
 // Generation settings: the reference's config format is accepted as it is, our keys beside it,
 // wrong types and impossible settings are refused naming the key or flag.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <cmath>
 
 #include <filesystem>
+#include <sstream>
 
 #include "common/test_util.h"
 #include "core/check.h"
+#include "pipeline/settings.h"
 #include "video_infinity/generation_config.h"
 
 using vi::GenerationConfig;
@@ -183,6 +187,23 @@ TEST(GenerationConfig, PromptsFileLineForms) {
   std::filesystem::remove_all(dir);
 }
 
+// Lines logged at warn and above while `f` runs.
+std::string warnings_of(const std::function<void()>& f) {
+  std::ostringstream out;
+  auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  logger->set_level(spdlog::level::warn);
+  spdlog::set_default_logger(logger);
+  try {
+    f();
+  } catch (...) {
+    spdlog::set_default_logger(previous);
+    throw;
+  }
+  spdlog::set_default_logger(previous);
+  return out.str();
+}
+
 GenerationConfig four_clips_of_16() {
   GenerationConfig c;
   c.frames = 64;
@@ -266,6 +287,113 @@ TEST(ClipPrompts, PromptSourcesThatWouldBeDroppedAreErrors) {
   e = error_of([&] { resolved(j); });
   EXPECT_NE(e.find("frame_prompts: the ranges must be in frame order, the first starting at frame 0"),
             std::string::npos) << e;
+  std::filesystem::remove_all(dir);
+}
+
+// What the command line does: the file, then drop_overridden, then each flag given.
+GenerationConfig file_then_flags(const nlohmann::json& file, const nlohmann::json& flags_json, int world) {
+  GenerationConfig cfg, flags;
+  vi::apply_config_json(cfg, file, "file.json");
+  vi::apply_config_json(flags, flags_json, "flags");
+  std::set<std::string> given;
+  for (const auto& [key, value] : flags_json.items()) given.insert(key);
+  vi::drop_overridden(cfg, flags, given);
+  for (const auto& key : given) {
+    std::visit([&](auto field) { field(cfg) = field(flags); }, vi::pipeline::setting(key).field);
+  }
+  return resolved(cfg, world);
+}
+
+TEST(ConfigOverrides, GeometryFlagsWinOverTheFile) {
+  const auto reference =
+      nlohmann::json::parse(vi::test::read_file(vi::test::source_dir() + "/configs/reference_example.json"));
+  // The reference's num_frames is frames per clip (24); the ranks give the clips.
+  struct Case {
+    nlohmann::json file, flags;
+    int world;
+    int64_t frames, per_clip, clips;
+  };
+  const auto sidecar = nlohmann::json{{"frames", 64}, {"frames_per_clip", 16}, {"clips", 4}, {"attn_padding", 2},
+                                      {"prompts", nlohmann::json::array({"x"})}};
+  const std::vector<Case> cases = {
+      {reference, {{"frames", 16}, {"attn_padding", 2}}, 2, 16, 8, 2},
+      {reference, {{"frames_per_clip", 8}, {"attn_padding", 2}}, 2, 16, 8, 2},
+      {reference, {{"clips", 4}}, 2, 96, 24, 4},
+      {reference, {{"frames", 64}, {"clips", 4}, {"attn_padding", 2}}, 2, 64, 16, 4},
+      // A sidecar holds all three: each flag keeps what it does not decide.
+      {sidecar, {{"frames", 32}}, 2, 32, 8, 4},
+      {sidecar, {{"frames_per_clip", 8}}, 2, 32, 8, 4},
+      {sidecar, {{"clips", 8}}, 2, 64, 8, 8},
+      {sidecar, {{"clips", 2}, {"frames_per_clip", 10}}, 2, 20, 10, 2},
+      {sidecar, {{"frames", 128}, {"frames_per_clip", 32}}, 2, 128, 32, 4},  // agree with the file's 4 clips
+      {sidecar, {{"frames", 64}, {"frames_per_clip", 32}}, 2, 64, 32, 2},    // do not: clips from the ranks
+      {sidecar, nlohmann::json::object(), 4, 64, 16, 4},
+      {sidecar, {{"frames", 24}, {"frames_per_clip", 4}, {"clips", 6}}, 2, 24, 4, 6},
+  };
+  for (const auto& k : cases) {
+    GenerationConfig c;
+    const std::string e = error_of([&] { c = file_then_flags(k.file, k.flags, k.world); });
+    EXPECT_EQ(e, "") << k.flags.dump();
+    EXPECT_EQ(c.frames, k.frames) << k.flags.dump();
+    EXPECT_EQ(c.frames_per_clip, k.per_clip) << k.flags.dump();
+    EXPECT_EQ(c.clips, k.clips) << k.flags.dump();
+  }
+}
+
+TEST(ConfigOverrides, PromptFlagsReplaceEveryPromptOfTheFile) {
+  std::string dir = vi::test::make_temp_dir("prompt-overrides");
+  vi::test::write_file(dir + "/p.txt", "0-15: file one\n16-: file two\n");
+  const auto base = nlohmann::json{{"frames", 32}, {"clips", 2}, {"attn_padding", 2}};
+  auto with = [&](nlohmann::json j, const char* key, nlohmann::json v) {
+    j[key] = std::move(v);
+    return j;
+  };
+  // The file's prompts, replaced by --prompts-file; the file's ranges, replaced by --prompt.
+  auto c = file_then_flags(with(base, "prompts", {"old"}), {{"prompts_file", dir + "/p.txt"}}, 1);
+  EXPECT_EQ(vi::clip_prompts(c), (std::vector<std::string>{"file one", "file two"}));
+  c = file_then_flags(with(base, "frame_prompts", nlohmann::json::array({{{"first_frame", 0}, {"prompt", "old"}}})), {{"prompts", {"new"}}}, 1);
+  EXPECT_EQ(vi::clip_prompts(c), (std::vector<std::string>{"new", "new"}));
+  c = file_then_flags(with(base, "prompts_file", dir + "/p.txt"), {{"prompts", {"new", "newer"}}}, 1);
+  EXPECT_EQ(vi::clip_prompts(c), (std::vector<std::string>{"new", "newer"}));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ConfigOverrides, ReferenceLaunchKeysWarnWhatToDoInstead) {
+  GenerationConfig c;
+  const std::string w = warnings_of(
+      [&] { vi::apply_config_file(c, vi::test::source_dir() + "/configs/reference_example.json"); });
+  EXPECT_NE(w.find("devices [0,1,2,3]: ignored; launch one rank per GPU with mpirun -np 4 (the node-local rank picks "
+                   "the GPU)"),
+            std::string::npos)
+      << w;
+  EXPECT_NE(w.find("master_port 29516: ignored"), std::string::npos) << w;
+  // Keys the reference itself never uses stay quiet.
+  EXPECT_EQ(w.find("top_k_chunk_size"), std::string::npos) << w;
+  EXPECT_EQ(w.find("conv_3d"), std::string::npos) << w;
+}
+
+TEST(ConfigOverrides, ASidecarReadsBackAsItsSettings) {
+  std::string dir = vi::test::make_temp_dir("sidecar-read");
+  vi::test::write_file(dir + "/p.txt", "0-15: one\n16-: two\n");
+  GenerationConfig c = four_clips_of_16();
+  c.prompts_file = dir + "/p.txt";
+  c.seed = 77;
+  c.dtype = "auto";
+  c = resolved(c, 2);
+  // The sidecar's shape: settings, plus the run's record (a top-level dtype that is no --dtype value).
+  const nlohmann::json sidecar = {{"settings", vi::config_to_json(c)}, {"seed", 77}, {"dtype", "Float"},
+                                  {"resolved_dtype", "fp32"}, {"times_s", {{"total", 1.0}}},
+                                  {"model_files", {{"files", nlohmann::json::array()}}}};
+  GenerationConfig replay;
+  const std::string w = warnings_of([&] { vi::apply_config_json(replay, sidecar, "out.mp4.json"); });
+  EXPECT_EQ(w, "");
+  EXPECT_EQ(replay.dtype, "auto");
+  EXPECT_EQ(replay.seed, 77);
+  ASSERT_EQ(replay.frame_prompts.size(), 2u);
+  EXPECT_EQ(replay.frame_prompts[1].first_frame, 16);
+  replay = resolved(replay, 2);
+  EXPECT_EQ(vi::config_to_json(replay), vi::config_to_json(c));
+  EXPECT_EQ(vi::clip_prompts(replay), (std::vector<std::string>{"one", "two", "two", "two"}));
   std::filesystem::remove_all(dir);
 }
 
