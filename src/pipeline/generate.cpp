@@ -5,10 +5,12 @@
 #include <torch/version.h>
 
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <filesystem>
 
 #include "core/check.h"
+#include "core/run_record.h"
 #include "core/safetensors.h"
 #include "core/temp_files.h"
 
@@ -81,16 +83,31 @@ Streamed stream_clips(const GenerationConfig& cfg, TextToVideoPipeline& pipe, co
   return out;
 }
 
+// --dtype's name of a dtype the pipeline runs in.
+std::string dtype_name(c10::ScalarType dtype) {
+  switch (dtype) {
+    case c10::kFloat: return "fp32";
+    case c10::kHalf: return "fp16";
+    case c10::kBFloat16: return "bf16";
+    default: return c10::toString(dtype);
+  }
+}
+
 nlohmann::json sidecar_json(const GenerationConfig& cfg, const TextToVideoPipeline& pipe, parallel::Communicator& comm,
                             const FrameSink& sink, double encode_seconds, double total) {
   const auto& times = pipe.times();
   return {
+      // `--config OUT.mp4.json` reads "settings" and skips the rest (apply_config_json).
       {"settings", config_to_json(cfg)},
       {"seed", cfg.seed},
-      {"versions", {{"video_infinity", VI_VERSION}, {"libtorch", TORCH_VERSION}}},
+      {"date", core::utc_iso8601(std::time(nullptr))},
+      {"host", core::host_name()},
+      {"command_line", core::shell_join(core::command_line())},
+      {"versions", {{"video_infinity", VI_VERSION}, {"git", core::git_describe()}, {"libtorch", TORCH_VERSION}}},
+      {"model_files", core::model_files_record(cfg.model_dir, cfg.unet_dir)},
       {"ranks", comm.world_size()},
       {"device", comm.device().str()},
-      {"dtype", c10::toString(pipe.dtype())},
+      {"resolved_dtype", dtype_name(pipe.dtype())},  // what --dtype auto became
       {"scheduler", pipe.scheduler_name()},
       {"timesteps", pipe.timesteps()},
       {"video", sink.description()},
