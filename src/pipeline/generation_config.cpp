@@ -192,13 +192,10 @@ void apply_reference_config(GenerationConfig& cfg, const core::JsonConfig& c) {
 }  // namespace
 
 void apply_config_json(GenerationConfig& cfg, const nlohmann::json& json, const std::string& origin) {
-  if (json.is_object() && json.contains("settings") && json.at("settings").is_object()) {
-    // A sidecar: its settings replay the run; the rest (date, versions, times, ...) describes
-    // it and is not a setting (its top-level "dtype" is the torch dtype that ran).
-    apply_config_json(cfg, json.at("settings"), origin + ": settings");
-    return;
-  }
-  core::JsonConfig c(json, origin);
+  const bool sidecar = json.is_object() && json.contains("settings") && json.at("settings").is_object();
+  // A sidecar's settings replay the run; the rest (date, versions, times, ...) describes it and
+  // is not a setting. Only at the top: a "settings" inside them is an unknown key.
+  core::JsonConfig c(sidecar ? json.at("settings") : json, sidecar ? origin + ": settings" : origin);
   apply_reference_config(cfg, c);
   pipeline::read_settings(c, cfg);  // our keys, named like the flags
   c.warn_unread();
