@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -66,7 +67,6 @@ struct GenerationConfig {
   int64_t checkpoint_every = 0;    // steps between checkpoints (0 with a directory: 5)
   bool resume = false;             // continue from the newest complete checkpoint in checkpoint_dir
   double comm_timeout = 600;       // seconds a rank waits for another before ending the job (0: forever)
-
 };
 
 // Each clip's frame count, in video order (a resolved config): frames / clips each, and one
@@ -81,8 +81,20 @@ std::vector<int64_t> clip_first_frames(const GenerationConfig& config);
 // attn_scale, token_num_scale, dynamic_scale, local_phase, global_phase}, conv_layer{padding}})
 // and our own flat keys named like the flags (frames, clips, scheduler, attn_padding, ...).
 // Wrong types are errors naming the key; unknown keys are warnings.
+// A sidecar (OUT.mp4.json: an object with "settings") is read too: its "settings" are the config,
+// the rest describes the run and is skipped. Reference keys this tool cannot honour (devices,
+// master_port) are warnings saying what to do instead.
 void apply_config_json(GenerationConfig& config, const nlohmann::json& json, const std::string& origin);
 void apply_config_file(GenerationConfig& config, const std::string& path);
+
+// Flags override a --config file. Called between the two on the file's settings (`from_file`)
+// with the command line's values (`flags`) and the JSON keys of the settings it gave (`given`):
+// drops the file's values that the flags would contradict rather than replace. Prompts: --prompt
+// or --prompts-file drops every prompt of the file. Geometry (frames = clips x frames per clip):
+// --frames drops the file's frames per clip, --frames-per-clip its frames, --clips alone its
+// frames per clip when it also has frames (a sidecar: the length stays), --frames with
+// --frames-per-clip its clips unless they agree.
+void drop_overridden(GenerationConfig& from_file, const GenerationConfig& flags, const std::set<std::string>& given);
 
 // Reads a prompts file: one prompt per line, or lines "FIRST-LAST: prompt" / "FIRST-: prompt"
 // giving frame ranges. Blank lines and lines starting with '#' are skipped.
@@ -94,10 +106,18 @@ void read_prompts(GenerationConfig& config, std::istream& in, const std::string&
 // setting before any compute; errors name the flag. `world_size` = number of ranks.
 void resolve_config(GenerationConfig& config, int world_size);
 
-// The prompt of each clip: the frame ranges of a prompts file mapped to clips (the prompt that
-// covers the clip's first frame), else the reference's rule: clip c of C takes prompt
-// floor(c / C * P).
+// The prompt of each clip: the frame ranges of a prompts file mapped to clips (the range its
+// first frame lies in), else the reference's rule: clip c of C takes prompt floor(c / C * P).
 std::vector<std::string> clip_prompts(const GenerationConfig& config);
+
+// Which prompt each clip takes, for the log: lines `clip 3 (frames 864-1151): "..."`, consecutive
+// clips with the same prompt on one line (`clips 0-2 (frames 0-863): "..."`); and one warning
+// for the prompts and one for the frame ranges that no clip takes.
+struct ClipPromptReport {
+  std::vector<std::string> lines;
+  std::vector<std::string> warnings;
+};
+ClipPromptReport clip_prompt_report(const GenerationConfig& config);
 
 // Every recorded setting (the table's kResult and kRun entries), for the sidecar JSON.
 nlohmann::json config_to_json(const GenerationConfig& config);

@@ -10,6 +10,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace vi::video {
 
@@ -20,6 +22,8 @@ struct Mp4Options {
   int crf = 18;               // libx264 constant rate factor, 0..51 (18: visually lossless)
   std::string preset = "medium";  // libx264 preset (ultrafast .. veryslow)
   int mpeg4_qscale = 2;       // MPEG-4 fixed quantiser, 1..31 (2: visually lossless)
+  // Container tags (libavformat keys the MP4 muxer writes: "comment", "description", "title", ...).
+  std::vector<std::pair<std::string, std::string>> metadata;
 };
 
 class VideoWriter {

@@ -1,5 +1,9 @@
 // `video-infinity [generate] --model DIR --prompt "..." --frames N`: the main job. The flags come
 // from the settings table (pipeline/settings.h); the job is pipeline::generate.
+#include <fmt/format.h>
+
+#include <map>
+#include <set>
 #include <type_traits>
 
 #include "cli/commands.h"
@@ -29,7 +33,11 @@ struct Bindings {
             option = s.inverted ? cmd->add_flag_callback(s.flags, [this, field] { field(flags) = false; }, s.help)
                                 : cmd->add_flag(s.flags, field(flags), s.help);
           } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
-            option = cmd->add_option(s.flags, field(flags), s.help);
+            // One value per flag, repeatable: `--prompt a cat` leaves "cat" to refuse_strays.
+            option = cmd->add_option(s.flags, field(flags), s.help)
+                         ->expected(1)
+                         ->allow_extra_args(false)
+                         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
           } else if constexpr (std::is_arithmetic_v<T> || std::is_same_v<T, std::string>) {
             option = cmd->add_option(s.flags, field(flags), s.help)
                          ->default_val(field(const_cast<GenerationConfig&>(defaults)));
@@ -37,6 +45,52 @@ struct Bindings {
           if (option != nullptr) options.emplace_back(option, &s);
         },
         s.field);
+  }
+
+  // The JSON keys of the settings given on the command line.
+  std::set<std::string> given() const {
+    std::set<std::string> keys;
+    for (const auto& [option, s] : options) {
+      if (option->count() > 0 && *s->key != '\0') keys.insert(s->key);
+    }
+    return keys;
+  }
+
+  // Words no option took (a hidden positional collects them): `--prompt a cat` leaves "cat". The
+  // error names the option they followed and shows the quoting that was meant.
+  std::vector<std::string> strays;
+  const CLI::Option* stray_option = nullptr;
+
+  void refuse_strays(const CLI::App& cmd) const {
+    if (strays.empty()) return;
+    std::map<const CLI::Option*, size_t> seen;  // values of each option so far
+    const CLI::Option* after = nullptr;          // the option whose value came last
+    std::string value;
+    std::vector<std::string> words;
+    size_t next = 0;
+    for (const CLI::Option* o : cmd.parse_order()) {
+      if (o == stray_option) {
+        if (next < strays.size()) words.push_back(strays[next++]);
+        continue;
+      }
+      if (!words.empty()) break;
+      const size_t i = seen[o]++;
+      const bool flag = o->get_type_size() == 0;
+      after = flag ? nullptr : o;
+      value = !flag && i < o->results().size() ? o->results()[i] : "";
+    }
+    std::string joined;
+    for (const auto& w : words) joined += (joined.empty() ? "" : " ") + w;
+    if (after == nullptr) {
+      throw CLI::ExtrasError(fmt::format("unexpected argument{} '{}' (put a value with spaces in quotes)",
+                                         words.size() == 1 ? "" : "s", joined),
+                             CLI::ExitCodes::ExtrasError);
+    }
+    const std::string name = after->get_name();
+    throw CLI::ExtrasError(fmt::format("'{}' after {} {}: {} takes one value; put a value with spaces in quotes: "
+                                       "{} \"{} {}\"",
+                                       joined, name, value, name, name, value, joined),
+                           CLI::ExitCodes::ExtrasError);
   }
 
   void apply(GenerationConfig& cfg) {
@@ -54,7 +108,10 @@ struct Bindings {
 int run(Bindings& b, const parallel::LaunchInfo& launch) {
   // Settings: defaults, then --config, then the flags given; checked before any work.
   GenerationConfig cfg;
-  if (!b.config_file.empty()) apply_config_file(cfg, b.config_file);
+  if (!b.config_file.empty()) {
+    apply_config_file(cfg, b.config_file);
+    drop_overridden(cfg, b.flags, b.given());
+  }
   b.apply(cfg);
   resolve_config(cfg, launch.world_size);
   auto comm = pipeline::open_communicator(cfg, launch);
@@ -78,6 +135,8 @@ Runner add_generate(CLI::App& app) {
   for (const auto& s : pipeline::generation_settings()) {
     if (*s.flags != '\0') b->bind(cmd, s);
   }
+  b->stray_option = cmd->add_option("words", b->strays)->group("")->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->parse_complete_callback([cmd, b] { b->refuse_strays(*cmd); });
   return [cmd, b](const parallel::LaunchInfo& launch) { return cmd->parsed() ? run(*b, launch) : -1; };
 }
 

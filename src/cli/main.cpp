@@ -12,9 +12,11 @@
 #include "cli/commands.h"
 #include "core/check.h"
 #include "core/log.h"
+#include "core/run_record.h"
 #include "core/temp_files.h"
 
 int main(int argc, char** argv) {
+  vi::core::set_command_line(argc, argv);  // for the sidecar, as typed (before MPI sees argv)
   vi::parallel::LaunchInfo launch;
   try {
     launch = vi::parallel::init_launch(&argc, &argv);

@@ -2,8 +2,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "core/check.h"
+#include "core/json_config.h"
 #include "core/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -73,6 +75,35 @@ ModelPaths resolve_model(const std::string& model_dir, const std::string& unet_d
     for (const char* f : {"vocab.json", "merges.txt"}) require_file(fs::path(paths.tokenizer) / f, "tokenizer");
   }
   return paths;
+}
+
+std::vector<std::pair<std::string, std::string>> model_files(const ModelPaths& paths) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto add_if_present = [&](const char* component, const fs::path& file) {
+    if (fs::is_regular_file(file)) out.emplace_back(component, file.string());
+  };
+  auto add_model = [&](const char* component, const std::string& dir) {
+    add_if_present(component, fs::path(dir) / "config.json");
+    const auto weights = WeightStore::locate(dir);
+    if (!weights) return;
+    out.emplace_back(component, *weights);
+    if (weights->size() < 11 || weights->compare(weights->size() - 11, 11, ".index.json") != 0) return;
+    // A sharded checkpoint: its shards, each once.
+    std::set<std::string> shards;
+    for (const auto& [name, shard] : JsonConfig::load(*weights).json().value("weight_map", nlohmann::json::object()).items()) {
+      if (shard.is_string()) shards.insert(shard.get<std::string>());
+    }
+    for (const auto& shard : shards) add_if_present(component, fs::path(*weights).parent_path() / shard);
+  };
+  add_model("unet", paths.unet);
+  add_model("text_encoder", paths.text_encoder);
+  add_model("vae", paths.vae);
+  for (const char* f : {"vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json",
+                        "added_tokens.json"}) {
+    add_if_present("tokenizer", fs::path(paths.tokenizer) / f);
+  }
+  add_if_present("scheduler", fs::path(paths.scheduler) / "scheduler_config.json");
+  return out;
 }
 
 }  // namespace vi::core

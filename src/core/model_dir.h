@@ -5,6 +5,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace vi::core {
 
@@ -35,5 +37,9 @@ std::string resolve_hf_cache(const std::string& dir);
 // subfolder when present, else its root.
 ModelPaths resolve_model(const std::string& model_dir, const std::string& unet_dir = "",
                          unsigned needed = kAllComponents);
+
+// Every file the components of `paths` are read from, as (component, path): configs, weights
+// (each shard of a sharded checkpoint), tokenizer files, the scheduler config.
+std::vector<std::pair<std::string, std::string>> model_files(const ModelPaths& paths);
 
 }  // namespace vi::core

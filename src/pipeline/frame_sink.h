@@ -7,6 +7,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "video_infinity/generation_config.h"
 #include "video_infinity/video_writer.h"
@@ -30,6 +32,10 @@ class FrameSink {
   // For the summary line "wrote <this> and <sidecar>"; "" when nothing worth naming was written.
   virtual std::string summary() const { return {}; }
 };
+
+// The MP4's tags: "description" the prompt (several: which clips take which), "comment" the
+// seed and sampling settings.
+std::vector<std::pair<std::string, std::string>> mp4_metadata(const GenerationConfig& config);
 
 // The MP4 at --output (when this build has ffmpeg) and PNGs in --save-frames (when given).
 class FileSink final : public FrameSink {

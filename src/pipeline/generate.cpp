@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <filesystem>
 
 #include "core/check.h"
+#include "core/run_record.h"
 #include "core/safetensors.h"
 #include "core/temp_files.h"
 #include "pipeline/peak_memory.h"
@@ -93,16 +95,31 @@ Streamed stream_clips(const GenerationConfig& cfg, TextToVideoPipeline& pipe, co
   return out;
 }
 
+// --dtype's name of a dtype the pipeline runs in.
+std::string dtype_name(c10::ScalarType dtype) {
+  switch (dtype) {
+    case c10::kFloat: return "fp32";
+    case c10::kHalf: return "fp16";
+    case c10::kBFloat16: return "bf16";
+    default: return c10::toString(dtype);
+  }
+}
+
 nlohmann::json sidecar_json(const GenerationConfig& cfg, const TextToVideoPipeline& pipe, parallel::Communicator& comm,
                             const FrameSink& sink, double encode_seconds, double total) {
   const auto& times = pipe.times();
   return {
+      // `--config OUT.mp4.json` reads "settings" and skips the rest (apply_config_json).
       {"settings", config_to_json(cfg)},
       {"seed", cfg.seed},
-      {"versions", {{"video_infinity", VI_VERSION}, {"libtorch", TORCH_VERSION}}},
+      {"date", core::utc_iso8601(std::time(nullptr))},
+      {"host", core::host_name()},
+      {"command_line", core::shell_join(core::command_line())},
+      {"versions", {{"video_infinity", VI_VERSION}, {"git", core::git_describe()}, {"libtorch", TORCH_VERSION}}},
+      {"model_files", core::model_files_record(cfg.model_dir, cfg.unet_dir)},
       {"ranks", comm.world_size()},
       {"device", comm.device().str()},
-      {"dtype", c10::toString(pipe.dtype())},
+      {"resolved_dtype", dtype_name(pipe.dtype())},  // what --dtype auto became
       {"scheduler", pipe.scheduler_name()},
       {"timesteps", pipe.timesteps()},
       {"video", sink.description()},
@@ -154,6 +171,11 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
   spdlog::info("{} frames = {} on {} rank{} ({}), {}x{}, {} steps of {}, {}", cfg.frames, clips_phrase(cfg),
                comm.world_size(), comm.world_size() == 1 ? "" : "s", device.str(), cfg.width, cfg.height, cfg.steps,
                cfg.scheduler, c10::toString(dtype));
+  if (comm.rank() == 0) {
+    const ClipPromptReport prompts = clip_prompt_report(cfg);
+    for (const auto& w : prompts.warnings) spdlog::warn("{}", w);
+    for (const auto& line : prompts.lines) spdlog::info("{}", line);
+  }
   progress.start({{"ranks", comm.world_size()}, {"clips", cfg.clips}, {"frames", cfg.frames}, {"steps", cfg.steps},
                   {"width", cfg.width}, {"height", cfg.height}, {"device", device.str()}},
                  cfg.steps, cfg.clips, pipe.layout().local_clips);

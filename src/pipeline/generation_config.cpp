@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -120,9 +121,14 @@ void check_combinations(const GenerationConfig& cfg) {
   VI_CHECK(cfg.checkpoint_every == 0 || !cfg.checkpoint_dir.empty(),
            "--checkpoint-every {} needs --checkpoint-dir", cfg.checkpoint_every);
   VI_CHECK(!cfg.resume || !cfg.checkpoint_dir.empty(), "--resume needs --checkpoint-dir (where the checkpoints are)");
-  for (const auto& fp : cfg.frame_prompts) {
+  for (size_t i = 0; i < cfg.frame_prompts.size(); ++i) {
+    const FramePrompt& fp = cfg.frame_prompts[i];
     VI_CHECK(fp.first_frame < cfg.frames, "prompts file: range starting at frame {} lies beyond the video's {} frames",
              fp.first_frame, cfg.frames);
+    // A prompts file is sorted as it is read; frame_prompts from a JSON config must be in order.
+    VI_CHECK(i > 0 ? fp.first_frame >= cfg.frame_prompts[i - 1].first_frame : fp.first_frame == 0,
+             "frame_prompts: the ranges must be in frame order, the first starting at frame 0 (range {} starts at {})",
+             i, fp.first_frame);
   }
 }
 
@@ -130,6 +136,15 @@ void check_combinations(const GenerationConfig& cfg) {
 // seed are our keys too, read by the table).
 void apply_reference_config(GenerationConfig& cfg, const core::JsonConfig& c) {
   // Launch details of the reference's own multiprocessing; mpirun decides these here.
+  if (c.has("devices")) {
+    const nlohmann::json& devices = c.json().at("devices");
+    spdlog::warn("{}: devices {}: ignored; launch one rank per GPU with mpirun -np {} (the node-local rank picks the GPU)",
+                 c.origin(), devices.dump(), devices.is_array() ? devices.size() : 1);
+  }
+  if (c.has("master_port")) {
+    spdlog::warn("{}: master_port {}: ignored; mpirun starts the ranks and MPI hands NCCL its id (no port to choose)",
+                 c.origin(), c.json().at("master_port").dump());
+  }
   c.ignore({"devices", "master_port"});
   std::string base_path;
   read(c, "base_path", base_path);
@@ -182,10 +197,29 @@ void apply_reference_config(GenerationConfig& cfg, const core::JsonConfig& c) {
 }  // namespace
 
 void apply_config_json(GenerationConfig& cfg, const nlohmann::json& json, const std::string& origin) {
-  core::JsonConfig c(json, origin);
+  const bool sidecar = json.is_object() && json.contains("settings") && json.at("settings").is_object();
+  // A sidecar's settings replay the run; the rest (date, versions, times, ...) describes it and
+  // is not a setting. Only at the top: a "settings" inside them is an unknown key.
+  core::JsonConfig c(sidecar ? json.at("settings") : json, sidecar ? origin + ": settings" : origin);
   apply_reference_config(cfg, c);
   pipeline::read_settings(c, cfg);  // our keys, named like the flags
   c.warn_unread();
+}
+
+void drop_overridden(GenerationConfig& cfg, const GenerationConfig& flags, const std::set<std::string>& given) {
+  auto on = [&](const char* key) { return given.count(key) > 0; };
+  if (on("prompts") || on("prompts_file")) {
+    cfg.prompts.clear();
+    cfg.frame_prompts.clear();
+    cfg.prompts_file.clear();
+  }
+  // frames = clips x frames per clip: a file's value that the flags given determine would
+  // contradict them (the reference's num_frames 24 against --frames 16 on 2 ranks).
+  const bool frames = on("frames"), per_clip = on("frames_per_clip"), clips = on("clips");
+  if (frames) cfg.frames_per_clip = 0;
+  if (per_clip) cfg.frames = 0;
+  if (clips && !frames && !per_clip && cfg.frames > 0) cfg.frames_per_clip = 0;
+  if (frames && per_clip && !clips && flags.frames != flags.frames_per_clip * cfg.clips) cfg.clips = 0;
 }
 
 void apply_config_file(GenerationConfig& cfg, const std::string& path) {
@@ -239,10 +273,17 @@ void read_prompts(GenerationConfig& cfg, std::istream& in, const std::string& pa
 
 void resolve_config(GenerationConfig& cfg, int world_size) {
   VI_CHECK(world_size >= 1, "world size {} is invalid", world_size);
-  if (!cfg.prompts_file.empty() && cfg.prompts.empty() && cfg.frame_prompts.empty()) {
+  if (!cfg.prompts_file.empty()) {
+    VI_CHECK(cfg.prompts.empty() && cfg.frame_prompts.empty(),
+             "--prompt and --prompts-file {} are both given (on the command line or in --config); keep one: "
+             "--prompts-file for its prompts or frame ranges, or --prompt (repeatable) without it",
+             cfg.prompts_file);
     read_prompts_file(cfg, cfg.prompts_file);
+    cfg.prompts_file.clear();  // read: resolving again must not read it twice
   }
   VI_CHECK(!cfg.prompts.empty() || !cfg.frame_prompts.empty(), "--prompt: no prompt given (use --prompt or --prompts-file)");
+  VI_CHECK(cfg.prompts.empty() || cfg.frame_prompts.empty(),
+           "--config: both prompts and frame_prompts given; keep one (frame_prompts: frame ranges and their prompts)");
   pipeline::check_settings(cfg);  // each setting's own rule (the table)
   pipeline::apply_checkpoint_layout(cfg, world_size);  // --resume: clips and frames of the checkpoints
   resolve_geometry(cfg, world_size);
@@ -269,25 +310,84 @@ std::vector<int64_t> clip_first_frames(const GenerationConfig& cfg) {
   return out;
 }
 
-std::vector<std::string> clip_prompts(const GenerationConfig& cfg) {
-  std::vector<std::string> out;
-  const auto firsts = clip_first_frames(cfg);
-  for (int64_t c = 0; c < cfg.clips; ++c) {
+namespace {
+
+// Which prompt each clip takes: an index into frame_prompts when there are frame ranges, else
+// into prompts. `first_frames`: each clip's first frame.
+std::vector<size_t> clip_prompt_indices(const GenerationConfig& cfg, const std::vector<int64_t>& first_frames) {
+  const size_t clips = first_frames.size();
+  std::vector<size_t> out(clips, 0);
+  for (size_t c = 0; c < clips; ++c) {
     if (!cfg.frame_prompts.empty()) {
-      const int64_t first = firsts[static_cast<size_t>(c)];
-      const FramePrompt* chosen = &cfg.frame_prompts.front();
-      for (const auto& fp : cfg.frame_prompts) {
-        if (fp.first_frame <= first) chosen = &fp;
+      // The last range starting at or before the clip's first frame (ranges are in order).
+      for (size_t i = 0; i < cfg.frame_prompts.size(); ++i) {
+        if (cfg.frame_prompts[i].first_frame <= first_frames[c]) out[c] = i;
       }
-      out.push_back(chosen->text);
-    } else {
-      // Ref: inference.py prompt_id = int(rank / world_size * len(prompts)), clips for ranks.
-      const auto n = static_cast<int64_t>(cfg.prompts.size());
-      const auto index = static_cast<int64_t>(static_cast<double>(c) / static_cast<double>(cfg.clips) * n);
-      out.push_back(cfg.prompts[static_cast<size_t>(std::min(index, n - 1))]);
+    } else if (!cfg.prompts.empty()) {
+      // Ref: inference.py prompt_id = int(rank / world_size * len(prompts)), clips for ranks. In
+      // integers: the reference's floats fall just below an integer now and then (1 / 49 * 49).
+      out[c] = std::min(c * cfg.prompts.size() / clips, cfg.prompts.size() - 1);
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<std::string> clip_prompts(const GenerationConfig& cfg) {
+  const auto indices = clip_prompt_indices(cfg, clip_first_frames(cfg));
+  std::vector<std::string> out;
+  for (size_t index : indices) {
+    out.push_back(cfg.frame_prompts.empty() ? cfg.prompts.at(index) : cfg.frame_prompts.at(index).text);
+  }
+  return out;
+}
+
+ClipPromptReport clip_prompt_report(const GenerationConfig& cfg) {
+  const auto counts = clip_frame_counts(cfg);
+  const auto first = clip_first_frames(cfg);
+  const auto indices = clip_prompt_indices(cfg, first);
+  const bool ranges = !cfg.frame_prompts.empty();
+  auto text_of = [&](size_t i) { return ranges ? cfg.frame_prompts[i].text : cfg.prompts[i]; };
+  ClipPromptReport report;
+  for (size_t c = 0; c < indices.size();) {
+    size_t end = c + 1;  // clips [c, end) take the same prompt
+    while (end < indices.size() && indices[end] == indices[c]) ++end;
+    const int64_t last_frame = first[end - 1] + counts[end - 1] - 1;
+    report.lines.push_back(end == c + 1 ? fmt::format("clip {} (frames {}-{}): \"{}\"", c, first[c], last_frame,
+                                                      text_of(indices[c]))
+                                        : fmt::format("clips {}-{} (frames {}-{}): \"{}\"", c, end - 1, first[c],
+                                                      last_frame, text_of(indices[c])));
+    c = end;
+  }
+  const size_t choices = ranges ? cfg.frame_prompts.size() : cfg.prompts.size();
+  std::vector<bool> used(choices, false);
+  for (size_t index : indices) used[index] = true;
+  std::string unused;
+  size_t unused_count = 0;
+  for (size_t i = 0; i < choices; ++i) {
+    if (used[i]) continue;
+    if (unused_count++ > 0) unused += ", ";
+    if (ranges) {
+      const FramePrompt& fp = cfg.frame_prompts[i];
+      unused += fmt::format("{}-{}: \"{}\"", fp.first_frame, fp.last_frame < 0 ? "" : std::to_string(fp.last_frame),
+                            fp.text);
+    } else {
+      unused += fmt::format("prompt {} \"{}\"", i, text_of(i));
+    }
+  }
+  if (!unused.empty() && ranges) {
+    report.warnings.push_back(fmt::format(
+        "prompts file: no clip starts in frame range {} (each clip takes the prompt of the range its first frame lies "
+        "in), so no clip uses {}",
+        unused, unused_count == 1 ? "it" : "them"));
+  } else if (!unused.empty()) {
+    report.warnings.push_back(fmt::format(
+        "{} prompts for {} clips: no clip takes {} (clip c of C takes prompt floor(c / C x P)); give at least as many "
+        "clips as prompts (--clips) to use every prompt",
+        choices, indices.size(), unused));
+  }
+  return report;
 }
 
 nlohmann::json config_to_json(const GenerationConfig& cfg) {

@@ -49,7 +49,7 @@ const std::vector<Setting> kSettings = {
   {"unet", "--unet", "Separate UNet directory (unet/ inside, or config + weights at its root)", Run,
    VI_FIELD(unet_dir)},
   // Prompts
-  {"prompts", "--prompt", "Prompt (repeatable: clip c of C takes prompt floor(c / C x P))", R, VI_FIELD(prompts),
+  {"prompts", "-p,--prompt", "Prompt, one per flag (quote it; repeat the flag for several: clip c of C takes prompt floor(c / C x P))", R, VI_FIELD(prompts),
    {}, "prompt"},
   {"prompts_file", "--prompts-file", "One prompt per line, or 'FIRST-LAST: prompt' frame ranges", None,
    VI_FIELD(prompts_file)},
@@ -185,6 +185,7 @@ parallel::Phase read_value(const core::JsonConfig& c, const std::string& key) {
 }
 template <>
 std::vector<FramePrompt> read_value(const core::JsonConfig& c, const std::string& key) {
+  c.ignore({key.c_str()});  // read here, not through get(): not an unknown key
   const auto& array = c.json().at(key);
   VI_CHECK(array.is_array(), "{}: key '{}': expected an array of {{first_frame, last_frame, prompt}}", c.origin(),
            key);

@@ -72,6 +72,10 @@ class Mp4Writer final : public VideoWriter {
     temp_.arm();  // avio_open creates the file
     VI_AV_CHECK(avio_open(&format_->pb, temp_.path.c_str(), AVIO_FLAG_WRITE),
                 "cannot create '{}' (temporary file for '{}')", temp_.path, path);
+    for (const auto& [key, value] : options.metadata) {
+      VI_AV_CHECK(av_dict_set(&format_->metadata, key.c_str(), value.c_str(), 0), "'{}': cannot set tag '{}'", path,
+                  key);
+    }
     AVDictionary* muxer_options = nullptr;
     av_dict_set(&muxer_options, "movflags", "+faststart", 0);  // index first: streamable
     int ret = avformat_write_header(format_.get(), &muxer_options);

@@ -18,6 +18,12 @@
 #include "video/video_internal.h"
 #include "video_infinity/video_writer.h"
 
+#ifdef VI_HAVE_FFMPEG
+extern "C" {
+#include <libavformat/avformat.h>
+}
+#endif
+
 namespace fs = std::filesystem;
 using vi::test::run_command;
 
@@ -168,6 +174,30 @@ TEST(Mp4Writer, FractionalFrameRate) {
   auto info = probe(path);
   EXPECT_EQ(info["avg_frame_rate"], "30000/1001");
   EXPECT_EQ(info["nb_read_frames"], "10");
+}
+
+TEST(Mp4Writer, TagsReadBackWithLibavformat) {
+#ifdef VI_HAVE_FFMPEG
+  TempDir dir;
+  const std::string path = dir.path + "/tagged.mp4";
+  vi::video::Mp4Options options;
+  options.metadata = {{"description", "clip 0 (frames 0-4): \"a cat\"\nclip 1 (frames 5-9): \"a dog\""},
+                      {"comment", "seed 7, 30 steps"}};
+  auto writer = vi::video::open_mp4_writer(path, 32, 16, 8, options);
+  writer->write(smooth_frames(10, 16, 32));
+  writer->finish();
+  AVFormatContext* format = nullptr;
+  ASSERT_EQ(avformat_open_input(&format, path.c_str(), nullptr, nullptr), 0);
+  auto tag = [&](const char* key) {
+    const AVDictionaryEntry* e = av_dict_get(format->metadata, key, nullptr, 0);
+    return e == nullptr ? std::string("(none)") : std::string(e->value);
+  };
+  EXPECT_EQ(tag("description"), "clip 0 (frames 0-4): \"a cat\"\nclip 1 (frames 5-9): \"a dog\"");
+  EXPECT_EQ(tag("comment"), "seed 7, 30 steps");
+  avformat_close_input(&format);
+#else
+  GTEST_SKIP() << "built without ffmpeg";
+#endif
 }
 
 TEST(Mp4Writer, AbandonedWriterLeavesNoFile) {
