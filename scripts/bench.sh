@@ -47,7 +47,7 @@ for n in 1 2; do
   t=$(( threads / n )); [ "$t" -ge 1 ] || t=1
   mpirun --oversubscribe --bind-to none -x OMP_NUM_THREADS=$t -np $n "$build_dir/src/video-infinity" \
     --model "$model" --prompt "a red fox running through snow" --frames 32 --clips 4 --height 64 --width 64 \
-    --steps 4 --attn-padding 4 --attn-top-k 8 --conv-padding 4 --quiet --output out/bench/ranks$n.mp4
+    --steps 4 --attn-padding 4 --attn-top-k 8 --conv-padding 4 --quiet --overwrite --output out/bench/ranks$n.mp4
   python3 - "$n" out/bench/ranks$n.mp4.json <<'PY'
 import json, sys
 n, path = sys.argv[1], sys.argv[2]

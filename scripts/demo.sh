@@ -32,4 +32,4 @@ threads=$(( $(nproc) / 2 )); [ "$threads" -ge 1 ] || threads=1
 time mpirun --oversubscribe --bind-to none -x OMP_NUM_THREADS=$threads -np 2 "$bin" \
   --model "$model" "${unet_args[@]}" \
   --prompt "A beagle wearing diving goggles swimming in the ocean while the camera is moving, coral reefs in the background." \
-  "${size_args[@]}" --output out/demo.mp4 "$@"
+  "${size_args[@]}" --output out/demo.mp4 --overwrite "$@"

@@ -60,7 +60,11 @@ struct GenerationConfig {
   std::string save_frames;         // directory for lossless PNG frames
   std::string init_latents;        // safetensors with "latents" [1, 4, frames, H/8, W/8]
   std::string save_latents;
-  bool quiet = false;
+  bool quiet = false;              // warnings and errors only, no progress or summary (-q)
+  bool overwrite = false;          // replace existing outputs (-y); else they are refused
+  std::string codec = "auto";      // auto | h264 | mpeg4 (video::Mp4Options)
+  int64_t crf = 18;                // libx264 constant rate factor 0..51
+  std::string preset = "medium";   // libx264 preset
   std::string progress = "auto";   // auto | bar | log | json | none (pipeline/progress.h)
   // Reliability
   std::string checkpoint_dir;      // per-clip checkpoints go here (empty: none)

@@ -1,4 +1,5 @@
-// Video output: an MP4 encoded clip by clip as frames arrive, or a directory of lossless PNGs.
+// Video output: a video file encoded clip by clip as frames arrive (the container from the
+// path's extension: .mp4, .mov, .mkv), or a directory of lossless PNGs.
 // Writers never leave a half-written file behind: an MP4 goes to "<path>.partial-<pid>" and is
 // renamed to <path> only by finish(); a writer destroyed without finish() (an exception, an
 // aborted run) removes its temporary file, so neither it nor <path> appears, and a <path>
@@ -41,7 +42,16 @@ class VideoWriter {
   virtual int64_t frames_written() const = 0;
 };
 
-// MP4 (yuv420p) at `path`. Width and height must be even (4:2:0 chroma halves both; we
+// The containers open_mp4_writer can write with `options`, as file extensions ("mp4", "mov",
+// "mkv"): those libavformat muxes the chosen codec into. Empty without ffmpeg.
+std::vector<std::string> video_extensions(const Mp4Options& options = {});
+
+// Throws vi::Error starting with `flag` when `path` cannot be written with `options`: no or an
+// unsupported extension (the message lists the supported ones), an unknown codec, H.264 without
+// libx264, a build without ffmpeg. Cheap: call it before any work.
+void check_video_output(const std::string& path, const Mp4Options& options, const char* flag);
+
+// A video (yuv420p) at `path`, in the container its extension names (check_video_output). Width and height must be even (4:2:0 chroma halves both; we
 // refuse odd sizes rather than pad or crop silently). fps > 0, may be fractional.
 // Logs the chosen codec at info. Throws vi::Error naming the path and the libav error
 // when the file cannot be created, and when built without ffmpeg (VI_HAVE_FFMPEG unset).

@@ -6,7 +6,11 @@
 #include <set>
 #include <type_traits>
 
+#include <spdlog/spdlog.h>
+
 #include "cli/commands.h"
+#include "cli/interruption.h"
+#include "core/check.h"
 #include "pipeline/generate.h"
 #include "pipeline/settings.h"
 #include "testing/fault_injection.h"
@@ -106,18 +110,32 @@ struct Bindings {
 };
 
 int run(Bindings& b, const parallel::LaunchInfo& launch) {
-  // Settings: defaults, then --config, then the flags given; checked before any work.
+  // Settings: defaults, then --config, then the flags given; checked before any work, the same
+  // on every rank: an error is a usage error.
   GenerationConfig cfg;
-  if (!b.config_file.empty()) {
-    apply_config_file(cfg, b.config_file);
-    drop_overridden(cfg, b.flags, b.given());
+  try {
+    if (!b.config_file.empty()) {
+      apply_config_file(cfg, b.config_file);
+      drop_overridden(cfg, b.flags, b.given());
+    }
+    b.apply(cfg);
+    cfg.quiet = cfg.quiet || invocation().quiet;
+    resolve_config(cfg, launch.world_size);
+  } catch (const UsageError&) {
+    throw;
+  } catch (const Error& e) {
+    throw UsageError(e);
   }
-  b.apply(cfg);
-  resolve_config(cfg, launch.world_size);
+  // -q and a config file's "quiet" mean the same: warnings and errors only.
+  if (cfg.quiet && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
   auto comm = pipeline::open_communicator(cfg, launch);
   const auto fault = testing::FaultInjection::from_environment(launch.rank);
+  InterruptionReport interruption(cfg, launch, invocation().argv);
   pipeline::GenerateHooks hooks;
-  hooks.on_step = [&](int64_t i, int64_t, double) { fault.after_step(i + 1); };
+  hooks.on_step = [&](int64_t i, int64_t n, double) {
+    interruption.after_step(i, n);
+    fault.after_step(i + 1);
+  };
   pipeline::FileSink sink(cfg);
   pipeline::generate(cfg, *comm, sink, hooks);
   return 0;

@@ -16,7 +16,7 @@ namespace detail {
 
 void throw_error(const char* file, int line, const std::string& message) {
   const char* base = std::strrchr(file, '/');
-  throw Error(fmt::format("{} ({}:{})", message, base ? base + 1 : file, line));
+  throw Error(message, fmt::format("{}:{}", base ? base + 1 : file, line));
 }
 
 }  // namespace detail

@@ -9,10 +9,28 @@
 
 namespace vi {
 
-// Every error the project raises: message first, then " (file:line)".
+// Every error the project raises. what() is the message, then " (file:line)" when raised by
+// VI_CHECK/VI_FAIL; message() and location() are the two parts, so that the command line shows
+// the location to developers (--log-level debug) and only the message to users.
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& what) : std::runtime_error(what) {}
+  explicit Error(const std::string& message, const std::string& location = {})
+      : std::runtime_error(location.empty() ? message : message + " (" + location + ")"),
+        message_(message),
+        location_(location) {}
+  const std::string& message() const { return message_; }
+  const std::string& location() const { return location_; }  // "file.cpp:123", or ""
+
+ private:
+  std::string message_, location_;
+};
+
+// The command line or the settings are wrong: found before any work, identically on every rank
+// (the command line exits with code 2, reported once, without aborting the MPI job).
+class UsageError : public Error {
+ public:
+  using Error::Error;
+  explicit UsageError(const Error& e) : Error(e.message(), e.location()) {}
 };
 
 // "a, b or c" for messages (last_joiner between the last two; ", " for a plain list).

@@ -11,7 +11,7 @@ spdlog::level::level_enum parse_log_level(const std::string& name) {
     auto level = static_cast<spdlog::level::level_enum>(i);
     if (spdlog::level::to_string_view(level) == name) return level;
   }
-  if (name == "warning") return spdlog::level::warn;
+  if (name == "warn" || name == "warning") return spdlog::level::warn;  // spdlog names it "warning"
   VI_FAIL("--log-level: unknown level '{}' (expected trace, debug, info, warn, error or off)", name);
 }
 

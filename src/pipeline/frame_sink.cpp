@@ -3,13 +3,35 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
+
 #include "core/check.h"
 #include "core/run_record.h"
 #include "core/temp_files.h"
 
+namespace fs = std::filesystem;
+
 namespace vi::pipeline {
 
-FileSink::FileSink(const GenerationConfig& config) : config_(config) {}
+FileSink::FileSink(const GenerationConfig& config) : config_(config), frames_dir_(config.save_frames) {
+  while (frames_dir_.size() > 1 && frames_dir_.back() == '/') frames_dir_.pop_back();
+}
+
+FileSink::~FileSink() {
+  pngs_.reset();
+  if (!frames_partial_.empty()) {
+    std::error_code ec;
+    fs::remove_all(frames_partial_, ec);
+  }
+}
+
+video::Mp4Options FileSink::mp4_options() const {
+  video::Mp4Options options;
+  options.codec = config_.codec;
+  options.crf = static_cast<int>(config_.crf);
+  options.preset = config_.preset;
+  return options;
+}
 
 std::vector<std::pair<std::string, std::string>> mp4_metadata(const GenerationConfig& cfg) {
   const auto lines = clip_prompt_report(cfg).lines;
@@ -25,9 +47,20 @@ std::vector<std::pair<std::string, std::string>> mp4_metadata(const GenerationCo
 void FileSink::prepare() {
   VI_CHECK(video::mp4_supported() || !config_.save_frames.empty(),
            "this binary has no ffmpeg: use --save-frames DIR to write PNG frames");
-  core::check_writable(config_.output, "--output");
-  core::remove_stale_temporaries(config_.output);  // of a rank 0 SIGKILLed while writing
-  if (!config_.save_frames.empty()) core::check_creatable_dir(config_.save_frames, "--save-frames");
+  if (video::mp4_supported()) {
+    core::check_new_output(config_.output, "--output", config_.overwrite);
+    video::check_video_output(config_.output, mp4_options(), "--output");
+    core::check_writable(config_.output, "--output");
+    core::check_new_output(config_.output + ".json", "--output (its sidecar)", config_.overwrite);
+    core::remove_stale_temporaries(config_.output);  // of a rank 0 SIGKILLed while writing
+  }
+  if (!config_.save_frames.empty()) {
+    core::check_creatable_dir(frames_dir_, "--save-frames");
+    std::error_code ec;
+    VI_CHECK(config_.overwrite || !fs::is_directory(frames_dir_) || fs::is_empty(frames_dir_, ec),
+             "--save-frames: '{}' is not empty (-y/--overwrite replaces it)", config_.save_frames);
+    core::remove_stale_temporaries(frames_dir_);
+  }
 }
 
 void FileSink::open() {
@@ -39,7 +72,11 @@ void FileSink::open() {
   } else {
     spdlog::warn("built without ffmpeg: no MP4, frames go to {}", config_.save_frames);
   }
-  if (!config_.save_frames.empty()) pngs_ = video::open_png_writer(config_.save_frames);
+  if (!config_.save_frames.empty()) {
+    frames_partial_ = core::temporary_path(frames_dir_);
+    frames_guard_.reset(frames_partial_, /*directory=*/true);
+    pngs_ = video::open_png_writer(frames_partial_);
+  }
 }
 
 void FileSink::write(const at::Tensor& frames) {
@@ -49,7 +86,17 @@ void FileSink::write(const at::Tensor& frames) {
 
 void FileSink::finish() {
   if (mp4_) mp4_->finish();
-  if (pngs_) pngs_->finish();
+  if (pngs_) {
+    pngs_->finish();
+    std::error_code ec;
+    if (config_.overwrite && fs::is_directory(frames_dir_, ec) && !fs::is_empty(frames_dir_, ec)) {
+      fs::remove_all(frames_dir_, ec);
+    }
+    fs::rename(frames_partial_, frames_dir_, ec);  // replaces an empty directory
+    VI_CHECK(!ec, "--save-frames: cannot rename '{}' to '{}': {}", frames_partial_, frames_dir_, ec.message());
+    frames_guard_.release();
+    frames_partial_.clear();
+  }
 }
 
 std::string FileSink::description() const { return mp4_ ? mp4_->description() : "none (PNG frames only)"; }

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/temp_files.h"
 #include "video_infinity/generation_config.h"
 #include "video_infinity/video_writer.h"
 
@@ -37,10 +38,14 @@ class FrameSink {
 // seed and sampling settings.
 std::vector<std::pair<std::string, std::string>> mp4_metadata(const GenerationConfig& config);
 
-// The MP4 at --output (when this build has ffmpeg) and PNGs in --save-frames (when given).
+// The video at --output (when this build has ffmpeg) and PNGs in --save-frames (when given).
+// Existing outputs are refused by prepare() unless --overwrite. The PNGs go to
+// "<dir>.partial-<pid>", renamed to <dir> by finish(); a sink destroyed before that (an error)
+// or a termination signal removes it.
 class FileSink final : public FrameSink {
  public:
   explicit FileSink(const GenerationConfig& config);
+  ~FileSink() override;
   void prepare() override;
   void open() override;
   void write(const at::Tensor& frames) override;
@@ -50,7 +55,12 @@ class FileSink final : public FrameSink {
   std::string summary() const override;
 
  private:
+  video::Mp4Options mp4_options() const;
+
   const GenerationConfig& config_;
+  std::string frames_dir_;      // --save-frames without a trailing '/'
+  std::string frames_partial_;  // where the PNGs go until finish()
+  core::TempFileGuard frames_guard_;
   std::unique_ptr<video::VideoWriter> mp4_, pngs_;
 };
 

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "core/check.h"
 #include "core/run_record.h"
@@ -34,13 +35,27 @@ std::string clips_phrase(const GenerationConfig& cfg) {
   return fmt::format("{} clips x {} + {} clips x {} frames", longer, base + 1, cfg.clips - longer, base);
 }
 
-// 0. What would fail later fails now, before the model loads: paths of every output.
+// 0. What would fail later fails now, before the model loads: paths of every output. Rank 0
+// checks the outputs it writes and tells the others, so that a refusal ends every rank as a
+// usage error (reported once, no abort).
 void check_outputs(const GenerationConfig& cfg, parallel::Communicator& comm, FrameSink& sink) {
-  VI_CHECK(!cfg.model_dir.empty(), "--model: no model directory given");
+  if (cfg.model_dir.empty()) throw UsageError("--model: no model directory given");
+  std::optional<UsageError> refused;
   if (comm.rank() == 0) {
-    sink.prepare();
-    if (!cfg.save_latents.empty()) core::check_writable(cfg.save_latents, "--save-latents");
+    try {
+      sink.prepare();
+      if (!cfg.save_latents.empty()) {
+        core::check_new_output(cfg.save_latents, "--save-latents", cfg.overwrite);
+        core::check_writable(cfg.save_latents, "--save-latents");
+      }
+    } catch (const Error& e) {
+      refused.emplace(e);
+    }
   }
+  at::Tensor flag = at::full({1}, refused ? 1.0f : 0.0f, at::TensorOptions(comm.device()).dtype(at::kFloat));
+  comm.broadcast(flag, 0);
+  if (refused) throw *refused;
+  if (flag.item<float>() != 0.0f) throw UsageError("rank 0 refused the outputs");  // rank 0 says why
   if (!cfg.checkpoint_dir.empty()) {
     std::error_code ec;
     fs::create_directories(cfg.checkpoint_dir, ec);

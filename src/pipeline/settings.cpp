@@ -25,6 +25,11 @@ const Choices kDtypes{"dtype",
 const Choices kDevices{"device", [] { return std::vector<std::string>{"auto", "cpu", "cuda"}; }, {}};
 const Choices kSchedulers{"scheduler", schedulers::scheduler_flags, {}};
 const Choices kProgressModes{"progress mode", progress_modes, {}};
+const Choices kCodecs{"codec", [] { return std::vector<std::string>{"auto", "h264", "mpeg4"}; }, {}};
+const Choices kPresets{"preset", [] {
+                         return std::vector<std::string>{"ultrafast", "superfast", "veryfast", "faster", "fast",
+                                                          "medium",    "slow",      "slower",   "veryslow", "placebo"};
+                       }, {}};
 
 Rule at_least(double min, const char* says = nullptr) { return Rule{min, std::nullopt, false, 0, says}; }
 Rule positive(const char* says = "positive") { return Rule{0.0, std::nullopt, true, 0, says}; }
@@ -55,24 +60,24 @@ const std::vector<Setting> kSettings = {
    VI_FIELD(prompts_file)},
   {"frame_prompts", "", "Frame ranges and their prompts (what a prompts file with ranges holds)", R,
    VI_FIELD(frame_prompts)},
-  {"negative_prompt", "--negative-prompt", "Negative prompt for classifier-free guidance", R,
+  {"negative_prompt", "-n,--negative-prompt", "Negative prompt for classifier-free guidance", R,
    VI_FIELD(negative_prompt)},
   // Video geometry
-  {"frames", "--frames", "Total frames, any count (clips differ by one frame when --clips does not divide it; 0: frames-per-clip x clips)", R, VI_FIELD(frames),
+  {"frames", "--frames,--num-frames", "Total frames, any count (clips differ by one frame when --clips does not divide it; 0: frames-per-clip x clips)", R, VI_FIELD(frames),
    at_least(0, "positive")},
   {"frames_per_clip", "--frames-per-clip", "Frames per clip, the longest clip's (0: --frames / --clips rounded up, else 24)", R,
    VI_FIELD(frames_per_clip), {0.0, double(kMaxFramesPerClip), false, 0, "positive"}},
   {"clips", "--clips", "Clips (a multiple of the ranks; 0: one per rank)", R, VI_FIELD(clips),
    {0.0, double(kMaxClips), false, 0, "positive"}},
-  {"height", "--height", "Height in pixels (multiple of 8)", R, VI_FIELD(height), side()},
-  {"width", "--width", "Width in pixels (multiple of 8)", R, VI_FIELD(width), side()},
+  {"height", "-H,--height", "Height in pixels (multiple of 8)", R, VI_FIELD(height), side()},
+  {"width", "-W,--width", "Width in pixels (multiple of 8)", R, VI_FIELD(width), side()},
   // Sampling
-  {"steps", "--steps", "Denoising steps", R, VI_FIELD(steps),
+  {"steps", "--steps,--num-inference-steps", "Denoising steps", R, VI_FIELD(steps),
    {1.0, 1000.0, false, 0, "at least 1", "at most 1000 (the training schedule)"}},
-  {"guidance", "--guidance", "Classifier-free guidance scale", R, VI_FIELD(guidance), at_least(0)},
+  {"guidance", "--guidance,--cfg-scale", "Classifier-free guidance scale", R, VI_FIELD(guidance), at_least(0)},
   {"fps", "--fps", "Frame-rate conditioning of the UNet", R, VI_FIELD(fps), positive()},
   {"export_fps", "--export-fps", "Frame rate of the MP4", Run, VI_FIELD(export_fps), positive()},
-  {"seed", "--seed", "Seed; clip c's noise uses seed + c", R, VI_FIELD(seed)},
+  {"seed", "-s,--seed", "Seed; clip c's noise uses seed + c", R, VI_FIELD(seed)},
   {"scheduler", "--scheduler", kSchedulerHelp.c_str(), R, VI_FIELD(scheduler), choice(kSchedulers)},
   {"karras", "--karras", "Karras sigmas for the schedulers that have them", R, VI_FIELD(karras)},
   // Execution
@@ -119,14 +124,25 @@ const std::vector<Setting> kSettings = {
   {"dual_scope", "--no-dual-scope", "Run every clip alone (plain diffusers per clip; ablation)", R,
    VI_FIELD(dual_scope.enabled), {}, nullptr, true},
   // Output
-  {"output", "--output", "MP4 path (written to a temporary file, renamed at the end)", Run, VI_FIELD(output),
-   Rule{std::nullopt, std::nullopt, false, 0, nullptr, nullptr, nullptr, true}},
+  {"output", "-o,--output",
+   "Video path; the extension picks the container (.mp4, .mov, .mkv); written to a temporary file, renamed at "
+   "the end",
+   Run, VI_FIELD(output), Rule{std::nullopt, std::nullopt, false, 0, nullptr, nullptr, nullptr, true}},
+  {"codec", "--codec", "auto (H.264 when libx264 is there, else MPEG-4 part 2), h264 or mpeg4", Run, VI_FIELD(codec),
+   choice(kCodecs)},
+  {"crf", "--crf", "H.264 constant rate factor, 0 (lossless) .. 51 (18: visually lossless)", Run, VI_FIELD(crf),
+   {0.0, 51.0, false, 0, "in 0..51", "in 0..51"}},
+  {"preset", "--preset", "H.264 speed/size preset: ultrafast .. veryslow, placebo", Run, VI_FIELD(preset),
+   choice(kPresets)},
+  {"", "-y,--overwrite", "Replace existing outputs (video, sidecar, latents, frames); without it they are refused",
+   None, VI_FIELD(overwrite)},
   {"save_frames", "--save-frames", "Directory for lossless PNG frames", Run, VI_FIELD(save_frames)},
   {"init_latents", "--init-latents", "safetensors with 'latents' [1, 4, frames, H/8, W/8] fp32", Run,
    VI_FIELD(init_latents)},
   {"save_latents", "--save-latents", "Write the final latents as safetensors ('latents')", Run,
    VI_FIELD(save_latents)},
-  {"quiet", "--quiet", "No progress or summary", None, VI_FIELD(quiet)},
+  // The -q/--quiet flag is global (cli/main.cpp): one meaning before or after the subcommand.
+  {"quiet", "", "Warnings and errors only, no progress or summary (the -q flag)", None, VI_FIELD(quiet)},
   {"progress", "--progress",
    "auto (bar on a terminal, else log), bar (one updating line), log (a line per step), json (one JSON object per "
    "event on stdout, nothing else there) or none",

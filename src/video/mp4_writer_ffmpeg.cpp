@@ -1,6 +1,6 @@
-// MP4 output through libavformat/libavcodec: RGB24 frames converted to yuv420p by libswscale,
-// encoded as they arrive (H.264 via libx264 when present, else MPEG-4 part 2), muxed into a
-// temporary file that finish() renames to the final path.
+// Video output through libavformat/libavcodec: RGB24 frames converted to yuv420p by libswscale,
+// encoded as they arrive (H.264 via libx264 when present, else MPEG-4 part 2), muxed (MP4, MOV
+// or Matroska, from the extension) into a temporary file that finish() renames to the final path.
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 
@@ -9,7 +9,10 @@ extern "C" {
 #include <libavutil/opt.h>
 }
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "core/check.h"
@@ -46,6 +49,44 @@ struct RemoveOnDestroy {
 
 enum class Codec { kH264, kMpeg4 };
 
+// The containers we offer, if libavformat muxes the codec into them: MP4 and QuickTime (one
+// muxer family, index at the front), Matroska.
+constexpr const char* kContainers[] = {"mp4", "mov", "mkv"};
+
+void check_codec_name(const std::string& codec) {
+  VI_CHECK(codec == "auto" || codec == "h264" || codec == "mpeg4", "unknown codec '{}' (expected auto, h264 or mpeg4)",
+           codec);
+}
+
+// What "auto" becomes: H.264 when this libavcodec has libx264.
+AVCodecID codec_id(const Mp4Options& options) {
+  check_codec_name(options.codec);
+  if (options.codec == "mpeg4") return AV_CODEC_ID_MPEG4;
+  if (options.codec == "h264" || avcodec_find_encoder_by_name("libx264") != nullptr) return AV_CODEC_ID_H264;
+  return AV_CODEC_ID_MPEG4;
+}
+
+std::string extension_of(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  if (!ext.empty()) ext.erase(0, 1);
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext;
+}
+
+bool muxes(const char* extension, AVCodecID codec) {
+  const AVOutputFormat* format = av_guess_format(nullptr, (std::string("x.") + extension).c_str(), nullptr);
+  return format != nullptr && avformat_query_codec(format, codec, FF_COMPLIANCE_NORMAL) == 1;
+}
+
+// The muxer for `path`'s extension, or nullptr when we do not offer it.
+const AVOutputFormat* container_for(const std::string& path, AVCodecID codec) {
+  const std::string ext = extension_of(path);
+  for (const char* offered : kContainers) {
+    if (ext == offered && muxes(offered, codec)) return av_guess_format(nullptr, ("x." + ext).c_str(), nullptr);
+  }
+  return nullptr;
+}
+
 class Mp4Writer final : public VideoWriter {
  public:
   Mp4Writer(const std::string& path, int width, int height, double fps, const Mp4Options& options)
@@ -53,10 +94,13 @@ class Mp4Writer final : public VideoWriter {
     temp_.path = core::temporary_path(path);
     libav::route_log_to_spdlog();
 
-    // Muxer first: whether the encoder must put its headers in extradata depends on it.
+    // Muxer first: whether the encoder must put its headers in extradata depends on it. The
+    // temporary name has no extension: the muxer is the final path's.
+    check_video_output(path, options, "video writer");
+    const AVOutputFormat* container = container_for(path, codec_id(options));
     AVFormatContext* format = nullptr;
-    VI_AV_CHECK(avformat_alloc_output_context2(&format, nullptr, "mp4", temp_.path.c_str()),
-                "cannot create an MP4 muxer for '{}'", path);
+    VI_AV_CHECK(avformat_alloc_output_context2(&format, container, nullptr, temp_.path.c_str()),
+                "cannot create a {} muxer for '{}'", container->name, path);
     format_.reset(format);
 
     open_encoder(options);
@@ -77,10 +121,12 @@ class Mp4Writer final : public VideoWriter {
                   key);
     }
     AVDictionary* muxer_options = nullptr;
-    av_dict_set(&muxer_options, "movflags", "+faststart", 0);  // index first: streamable
+    if (std::strcmp(container->name, "mp4") == 0 || std::strcmp(container->name, "mov") == 0) {
+      av_dict_set(&muxer_options, "movflags", "+faststart", 0);  // index first: streamable
+    }
     int ret = avformat_write_header(format_.get(), &muxer_options);
     av_dict_free(&muxer_options);
-    VI_AV_CHECK(ret, "cannot write the MP4 header of '{}'", temp_.path);
+    VI_AV_CHECK(ret, "cannot write the {} header of '{}'", container->name, temp_.path);
 
     sws_.reset(sws_getContext(width, height, AV_PIX_FMT_RGB24, width, height, AV_PIX_FMT_YUV420P,
                               SWS_BICUBIC | SWS_ACCURATE_RND, nullptr, nullptr, nullptr));
@@ -135,7 +181,7 @@ class Mp4Writer final : public VideoWriter {
     state_ = State::kFailed;  // until the rename succeeds
     VI_CHECK(next_pts_ > 0, "MP4 writer for '{}': no frames were written", path_);
     encode(nullptr);  // drain delayed (B-)frames
-    VI_AV_CHECK(av_write_trailer(format_.get()), "cannot finish the MP4 file '{}'", temp_.path);
+    VI_AV_CHECK(av_write_trailer(format_.get()), "cannot finish the video file '{}'", temp_.path);
     VI_AV_CHECK(avio_closep(&format_->pb), "cannot close '{}'", temp_.path);
     std::error_code ec;
     std::filesystem::rename(temp_.path, path_, ec);
@@ -156,9 +202,6 @@ class Mp4Writer final : public VideoWriter {
   enum class State { kOpen, kFinished, kFailed };
 
   void open_encoder(const Mp4Options& options) {
-    VI_CHECK(options.codec == "auto" || options.codec == "h264" || options.codec == "mpeg4",
-             "MP4 writer for '{}': unknown codec '{}' (expected auto, h264 or mpeg4)", path_,
-             options.codec);
     if (options.codec != "mpeg4") {
       const AVCodec* x264 = avcodec_find_encoder_by_name("libx264");
       if (x264 != nullptr) {
@@ -167,7 +210,7 @@ class Mp4Writer final : public VideoWriter {
           return;
         } catch (const Error& e) {
           if (options.codec == "h264") throw;
-          spdlog::warn("libx264 failed to open ({}); falling back to MPEG-4 part 2", e.what());
+          spdlog::warn("libx264 failed to open ({}); falling back to MPEG-4 part 2", e.message());
         }
       } else {
         VI_CHECK(options.codec != "h264",
@@ -254,6 +297,31 @@ class Mp4Writer final : public VideoWriter {
 };
 
 }  // namespace
+
+std::vector<std::string> video_extensions(const Mp4Options& options) {
+  std::vector<std::string> out;
+  for (const char* ext : kContainers) {
+    if (muxes(ext, codec_id(options))) out.push_back(ext);
+  }
+  return out;
+}
+
+void check_video_output(const std::string& path, const Mp4Options& options, const char* flag) {
+  try {
+    check_codec_name(options.codec);
+  } catch (const Error& e) {
+    VI_FAIL("{}: {}", flag, e.message());
+  }
+  VI_CHECK(options.codec != "h264" || avcodec_find_encoder_by_name("libx264") != nullptr,
+           "{}: H.264 requested but this libavcodec has no libx264 encoder (use --codec mpeg4 or auto)", flag);
+  if (container_for(path, codec_id(options)) != nullptr) return;
+  std::vector<std::string> offered;
+  for (const auto& ext : video_extensions(options)) offered.push_back("." + ext);
+  const std::string ext = extension_of(path);
+  VI_FAIL("{}: '{}': {} (supported: {}, chosen by the file extension)", flag, path,
+          ext.empty() ? std::string("no file extension") : "unsupported container '." + ext + "'",
+          join_list(offered, ", "));
+}
 
 std::unique_ptr<VideoWriter> open_mp4_writer(const std::string& path, int width, int height,
                                              double fps, const Mp4Options& options) {

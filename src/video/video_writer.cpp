@@ -14,6 +14,13 @@ VideoWriter::~VideoWriter() = default;
 #ifndef VI_HAVE_FFMPEG
 bool mp4_supported() { return false; }
 
+std::vector<std::string> video_extensions(const Mp4Options&) { return {}; }
+
+void check_video_output(const std::string& path, const Mp4Options&, const char* flag) {
+  VI_FAIL("{}: cannot write '{}': this build has no video support (no ffmpeg); use --save-frames for PNG frames",
+          flag, path);
+}
+
 std::unique_ptr<VideoWriter> open_mp4_writer(const std::string& path, int width, int height,
                                              double fps, const Mp4Options& options) {
   VI_FAIL("cannot write '{}': this build has no MP4 support (configured without libavformat/"

@@ -120,7 +120,7 @@ TEST_F(ReliabilityTest, ResumesOnAnotherRankCount) {
 TEST_F(ReliabilityTest, ResumeAfterTheLastStepOnlyDecodes) {
   const std::string ckpt = " --checkpoint-dir " + dir_ + "/done-ckpt";
   ASSERT_EQ(launch(2, args("done") + ckpt).status, 0);
-  auto again = launch(2, args("done") + ckpt + " --resume");
+  auto again = launch(2, args("done") + ckpt + " --resume --overwrite");  // the first run's video exists
   ASSERT_EQ(again.status, 0) << again.output;
   EXPECT_EQ(sidecar("done")["checkpoint"]["resumed_from_step"], kSteps);
   EXPECT_TRUE(at::equal(latents("done"), reference(2)));

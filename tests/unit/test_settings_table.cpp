@@ -28,7 +28,7 @@ const nlohmann::json kUnusual = nlohmann::json::parse(R"({
   "token_num_scale": true, "dynamic_scale": false, "sync_groupnorm": true, "mask_edge_halos": true,
   "local_phase": {"t": 700.0, "local_bias": 1.0, "global_bias": 2.0},
   "global_phase": {"t": 600.0, "local_bias": 3.0, "global_bias": 4.0},
-  "output": "o.mp4", "save_frames": "f", "init_latents": "i", "save_latents": "s", "checkpoint_dir": "c",
+  "output": "o.mp4", "codec": "mpeg4", "crf": 30, "preset": "fast", "save_frames": "f", "init_latents": "i", "save_latents": "s", "checkpoint_dir": "c",
   "checkpoint_every": 4, "resume": true, "comm_timeout": 9.0
 })");
 

@@ -50,6 +50,44 @@ TEST(TempFiles, TerminationSignalsRemoveRegisteredFilesOnly) {
   fs::remove_all(dir);
 }
 
+TEST(TempFiles, SignalsRemoveRegisteredDirectoriesAndPrintTheMessageOnce) {
+  const std::string dir = vi::test::make_temp_dir("temp_files_dir");
+  for (int sig : {SIGINT, SIGTERM, SIGPIPE}) {
+    const std::string frames = dir + "/frames.partial-1", err = dir + "/stderr";
+    int out[2];
+    ASSERT_EQ(::pipe(out), 0);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::dup2(out[1], STDERR_FILENO);
+      vi::core::install_termination_cleanup();
+      fs::create_directories(frames);
+      for (int i = 0; i < 300; ++i) std::ofstream(frames + "/frame_" + std::to_string(i) + ".png") << "png";
+      vi::core::TempFileGuard guard(frames, /*directory=*/true);
+      vi::core::set_termination_message(" after step 1/9; old");
+      // The checkpoint named exists (SIGTERM, SIGPIPE) or was replaced by a newer one (SIGINT).
+      const std::string checkpoint = sig == SIGINT ? dir + "/removed" : dir;
+      vi::core::set_termination_message(" after step 2/9; resume with: x --resume", checkpoint,
+                                        " after step 4/9; newer");
+      std::raise(sig);
+      ::_exit(0);
+    }
+    ::close(out[1]);
+    std::string text;
+    char buf[256];
+    for (ssize_t n; (n = ::read(out[0], buf, sizeof(buf))) > 0;) text.append(buf, static_cast<size_t>(n));
+    ::close(out[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << sig;
+    EXPECT_EQ(WTERMSIG(status), sig);
+    EXPECT_FALSE(fs::exists(frames)) << "signal " << sig;
+    const std::string name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGPIPE";
+    EXPECT_EQ(text, "video-infinity: interrupted by " + name +
+                        (sig == SIGINT ? " after step 4/9; newer\n" : " after step 2/9; resume with: x --resume\n"));
+  }
+  fs::remove_all(dir);
+}
+
 TEST(TempFiles, ManyGuardsReuseSlots) {
   // More guards over time than there are slots: released slots are reused.
   for (int i = 0; i < 1000; ++i) {
