@@ -60,6 +60,9 @@ struct GenerationConfig {
   std::string init_latents;        // safetensors with "latents" [1, 4, frames, H/8, W/8]
   std::string save_latents;
   bool quiet = false;
+  bool dry_run = false;            // plan only: checks, the plan, exit before loading weights
+  bool probe = false;              // with dry_run: time real steps to extrapolate the job
+  std::string plan_json;           // the plan as JSON (dry runs and real runs)
   // Reliability
   std::string checkpoint_dir;      // per-clip checkpoints go here (empty: none)
   int64_t checkpoint_every = 0;    // steps between checkpoints (0 with a directory: 5)
@@ -93,6 +96,9 @@ void resolve_config(GenerationConfig& config, int world_size);
 // covers the clip's first frame), else the reference's rule: clip c of C takes prompt
 // floor(c / C * P).
 std::vector<std::string> clip_prompts(const GenerationConfig& config);
+
+// Frames of each clip in video order, for a resolved config (sizes activations by the longest).
+std::vector<int64_t> clip_frame_counts(const GenerationConfig& config);
 
 // Every recorded setting (the table's kResult and kRun entries), for the sidecar JSON.
 nlohmann::json config_to_json(const GenerationConfig& config);

@@ -115,6 +115,7 @@ void check_combinations(const GenerationConfig& cfg) {
   VI_CHECK(cfg.checkpoint_every == 0 || !cfg.checkpoint_dir.empty(),
            "--checkpoint-every {} needs --checkpoint-dir", cfg.checkpoint_every);
   VI_CHECK(!cfg.resume || !cfg.checkpoint_dir.empty(), "--resume needs --checkpoint-dir (where the checkpoints are)");
+  VI_CHECK(!cfg.probe || cfg.dry_run, "--probe needs --dry-run (it times steps instead of running the job)");
   for (const auto& fp : cfg.frame_prompts) {
     VI_CHECK(fp.first_frame < cfg.frames, "prompts file: range starting at frame {} lies beyond the video's {} frames",
              fp.first_frame, cfg.frames);
@@ -262,6 +263,10 @@ std::vector<std::string> clip_prompts(const GenerationConfig& cfg) {
     }
   }
   return out;
+}
+
+std::vector<int64_t> clip_frame_counts(const GenerationConfig& cfg) {
+  return std::vector<int64_t>(static_cast<size_t>(cfg.clips), cfg.frames_per_clip);
 }
 
 nlohmann::json config_to_json(const GenerationConfig& cfg) {

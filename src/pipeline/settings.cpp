@@ -125,6 +125,16 @@ const std::vector<Setting> kSettings = {
   {"save_latents", "--save-latents", "Write the final latents as safetensors ('latents')", Run,
    VI_FIELD(save_latents)},
   {"quiet", "--quiet", "No progress or summary", None, VI_FIELD(quiet)},
+  {"", "--dry-run",
+   "Check the settings and outputs, print the plan (clips per rank, estimated peak memory per stage, bytes "
+   "exchanged per step, warnings) and exit without loading weights",
+   None, VI_FIELD(dry_run)},
+  {"", "--probe",
+   "With --dry-run: also load the model and run two real denoising steps and one VAE decode to time them and "
+   "extrapolate the whole job",
+   None, VI_FIELD(probe)},
+  {"", "--plan-json", "Write the plan (and with --probe its timings) as JSON to this file", None,
+   VI_FIELD(plan_json)},
   // Reliability
   {"checkpoint_dir", "--checkpoint-dir",
    "Directory for checkpoints (per clip: latents, sampler history, noise generator state)", Run,
