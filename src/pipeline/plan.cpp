@@ -270,13 +270,15 @@ Exchange exchange_per_call(const models::UNet3DConfig& c, const parallel::DualSc
     // Pc frames of [groups, C, h, w] to each neighbour on another rank.
     e.halo += sides * static_cast<double>(groups * C * ds.conv_padding * hh * ww) * element;
   };
+  // A temporal transformer's block has two self-attentions over frames (attn1, and attn2 with no
+  // text to attend to), both through the context: each exchanges k and v together, P frames of
+  // [2 groups, h*w, inner] to each neighbour and the global frames of every local clip to every
+  // other rank.
   auto attention = [&](int64_t inner, int64_t hh, int64_t ww) {
-    ++e.attention_layers;
-    // k and v together: P frames of [2 groups, h*w, inner] to each neighbour; the global frames
-    // of every local clip to every other rank.
+    e.attention_layers += 2;
     const double per_frame = static_cast<double>(2 * groups * hh * ww * inner) * element;
-    e.halo += sides * per_frame * static_cast<double>(ds.attn_padding);
-    e.gather += per_frame * static_cast<double>(local_clips * global_per_clip) * (world_size - 1);
+    e.halo += 2 * sides * per_frame * static_cast<double>(ds.attn_padding);
+    e.gather += 2 * per_frame * static_cast<double>(local_clips * global_per_clip) * (world_size - 1);
   };
   int64_t h_l = h, w_l = w;
   std::vector<std::array<int64_t, 2>> sizes{{h, w}};
@@ -442,7 +444,7 @@ Plan make_plan(const GenerationConfig& cfg, const ModelShapes& m, int world_size
     const double peak = std::max({at_text, at_unet, at_vae});
     s.activations = peak - weights;
     s.bytes = base + peak;
-    s.detail = device.is_cuda() ? "weights" : "weights + the mapped UNet file while it is copied";
+    s.detail = device.is_cuda() ? "weights" : "the UNet's file mapped while it is copied";
     p.stages.push_back(s);
   }
   // 2. Text: [2 Cl, 77, D] through the encoder (attention scores per head, MLP).
@@ -481,7 +483,7 @@ Plan make_plan(const GenerationConfig& cfg, const ModelShapes& m, int world_size
     const double latents = static_cast<double>(Cl * p.latent_channels * F * h * w) * 4;
     const double act = decoder + images + latents;
     p.stages.push_back({"decode", base + weights + act, act,
-                        fmt::format("VAE decoder at full resolution on {} frames", n)});
+                        fmt::format("the clip's frames; VAE decoder on {} frames", n)});
   }
   for (const auto& s : p.stages) {
     if (s.bytes > p.peak_bytes) {
@@ -528,10 +530,31 @@ Plan make_plan(const GenerationConfig& cfg, const ModelShapes& m, int world_size
     }
     std::vector<std::string> ideas;
     if (p.peak_stage == "denoise") {
-      ideas.push_back(fmt::format("more ranks or clips (each rank holds {} clip{} of {} frames)", Cl,
-                                  Cl == 1 ? "" : "s", F));
-      if (cfg.frame_chunk == 0 || cfg.frame_chunk > 8) ideas.push_back("--frame-chunk 8");
-      if (!cfg.cfg_serial) ideas.push_back("--cfg-serial (halves the UNet activations)");
+      // The same plan under other settings (no available memory given: no warnings, no recursion).
+      auto peak_with = [&](const GenerationConfig& alt, int ranks) {
+        return make_plan(alt, m, ranks, dtype, device, 0).peak_bytes;
+      };
+      GenerationConfig lean = cfg;
+      if (lean.frame_chunk == 0 || lean.frame_chunk > 8) lean.frame_chunk = 8;
+      lean.cfg_serial = true;
+      if (lean.frame_chunk != cfg.frame_chunk || lean.cfg_serial != cfg.cfg_serial) {
+        ideas.push_back(fmt::format("{}{}{}: {}", lean.frame_chunk != cfg.frame_chunk ? "--frame-chunk 8" : "",
+                                    lean.frame_chunk != cfg.frame_chunk && !cfg.cfg_serial ? " " : "",
+                                    cfg.cfg_serial ? "" : "--cfg-serial", format_bytes(peak_with(lean, world_size))));
+      }
+      // More ranks (on other devices or nodes): shorter clips, the same per-rank memory.
+      for (int64_t k = 2; k <= 1024 && F / k >= 8; k *= 2) {
+        GenerationConfig wide = cfg;
+        wide.clips = cfg.clips * k;
+        wide.frames_per_clip = (F + k - 1) / k;
+        wide.frames = wide.clips * wide.frames_per_clip;
+        const double peak = peak_with(wide, world_size * static_cast<int>(k));
+        if (peak <= available_bytes || F / (2 * k) < 8) {
+          ideas.push_back(fmt::format("{} ranks (clips of {} frames): {}", world_size * k, wide.frames_per_clip,
+                                      format_bytes(peak)));
+          break;
+        }
+      }
       if (dtype == c10::kFloat && device.is_cuda()) ideas.push_back("--dtype fp16 or bf16");
     } else if (p.peak_stage == "decode") {
       if (cfg.vae_chunk <= 0 || cfg.vae_chunk > 1) ideas.push_back("a smaller --vae-chunk (e.g. 1)");
