@@ -246,8 +246,8 @@ nlohmann::json dry_run(const GenerationConfig& cfg, parallel::Communicator& comm
       for (double t : step_seconds) steps_str += (steps_str.empty() ? "" : " / ") + fmt::format("{:.3f}", t);
       std::printf("probe (rank 0): load %.2f s, text %.2f s, steps %s s, decode of one clip %.2f s\n", times.load,
                   times.text, steps_str.c_str(), decode_clip);
-      std::printf("  estimated job: %.2f s load + %.2f s text + %lld steps x %.3f s + %.0f clips x %.2f s decode = "
-                  "%.0f s (without MP4 encoding; rank 0 also receives and encodes every clip)\n",
+      std::printf("  estimated job: %.2f s load + %.2f s text + %lld steps x %.3f s + %.0f local clip(s) x %.2f s decode "
+                  "= %.0f s (without MP4 encoding; rank 0 also receives and encodes every clip)\n",
                   times.load, times.text, static_cast<long long>(steps), per_step, local_clips, decode_clip, total);
       std::printf("  peak memory through the probe: %s measured, %s estimated for the job\n",
                   format_bytes(measured).c_str(), format_bytes(plan.peak_bytes).c_str());
