@@ -66,6 +66,9 @@ struct GenerationConfig {
   int64_t crf = 18;                // libx264 constant rate factor 0..51
   std::string preset = "medium";   // libx264 preset
   std::string progress = "auto";   // auto | bar | log | json | none (pipeline/progress.h)
+  bool dry_run = false;            // plan only: checks, the plan, exit before loading weights
+  bool probe = false;              // with dry_run: time real steps to extrapolate the job
+  std::string plan_json;           // the plan as JSON (dry runs and real runs)
   // Reliability
   std::string checkpoint_dir;      // per-clip checkpoints go here (empty: none)
   int64_t checkpoint_every = 0;    // steps between checkpoints (0 with a directory: 5)

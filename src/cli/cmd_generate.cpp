@@ -137,6 +137,10 @@ int run(Bindings& b, const parallel::LaunchInfo& launch) {
     fault.after_step(i + 1);
   };
   pipeline::FileSink sink(cfg);
+  if (cfg.dry_run) {
+    pipeline::dry_run(cfg, *comm, sink);
+    return 0;
+  }
   pipeline::generate(cfg, *comm, sink, hooks);
   return 0;
 }

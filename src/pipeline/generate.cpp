@@ -18,6 +18,7 @@
 #include "core/temp_files.h"
 #include "pipeline/peak_memory.h"
 #include "pipeline/progress.h"
+#include "pipeline/plan.h"
 
 namespace fs = std::filesystem;
 
@@ -159,6 +160,18 @@ void print_summary(const nlohmann::json& sidecar, const FrameSink& sink) {
   if (!sink.summary().empty()) std::printf("wrote %s and %s\n", sink.summary().c_str(), sink.sidecar_path().c_str());
 }
 
+// The plan of this run (headers and configs only; nothing loaded).
+Plan plan_of(const GenerationConfig& cfg, parallel::Communicator& comm, c10::ScalarType dtype) {
+  std::string source;
+  const double available = available_memory(comm.device(), 0, &source);
+  return make_plan(cfg, read_model_shapes(cfg.model_dir, cfg.unet_dir), comm.world_size(), dtype, comm.device(),
+                   available, source);
+}
+
+void write_plan_json(const std::string& path, const nlohmann::json& json) {
+  if (!path.empty()) core::write_file_atomically(path, json.dump(2) + "\n");
+}
+
 }  // namespace
 
 std::unique_ptr<parallel::Communicator> open_communicator(const GenerationConfig& config,
@@ -175,6 +188,14 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
   check_outputs(cfg, comm, sink);
   const c10::Device device = comm.device();
   const c10::ScalarType dtype = resolve_dtype(cfg.dtype, device);
+  if (!cfg.plan_json.empty() && comm.rank() == 0) core::check_writable(cfg.plan_json, "--plan-json");
+  const Plan plan = plan_of(cfg, comm, dtype);
+  if (comm.rank() == 0) {
+    if (!cfg.quiet) spdlog::info("{}", format_plan_brief(plan));
+    for (const auto& w : plan.warnings) {
+      if (cfg.quiet) spdlog::warn("{}", w);
+    }
+  }
 
   ProgressReporter progress(resolve_progress_mode(cfg.progress, cfg.quiet, comm.rank(), ::isatty(STDERR_FILENO) != 0));
   PipelineOptions options;
@@ -207,6 +228,19 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
   if (comm.rank() == 0) sink.open();
   Streamed streamed = stream_clips(cfg, pipe, latents, comm, sink, progress);  // 5
   nlohmann::json sidecar = nlohmann::json::object();
+  const double measured = measured_peak_bytes(device);
+  nlohmann::json memory = {{"estimated_peak_bytes", plan.peak_bytes},
+                           {"estimated_peak_stage", plan.peak_stage},
+                           {"measured_peak_bytes", measured}};
+  if (comm.rank() == 0) {
+    if (!cfg.quiet) {
+      spdlog::info("memory (rank 0): estimated peak {} ({}), measured {} ({:+.0f}%)", format_bytes(plan.peak_bytes),
+                   plan.peak_stage, format_bytes(measured), 100.0 * (plan.peak_bytes - measured) / measured);
+    }
+    nlohmann::json out = plan_to_json(plan);
+    out["measured_peak_bytes"] = measured;
+    write_plan_json(cfg.plan_json, out);
+  }
   if (comm.rank() == 0) {
     auto t0 = Clock::now();
     sink.finish();
@@ -217,6 +251,7 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
   if (comm.rank() == 0) {
     sidecar = sidecar_json(cfg, pipe, comm, sink, streamed.encode_seconds, seconds_since(t_start));
     sidecar["peak_memory"] = peak_memory;
+    sidecar["memory"] = memory;
     core::write_file_atomically(sink.sidecar_path(), sidecar.dump(2) + "\n");
     progress.done({{"output", sink.summary().empty() ? nlohmann::json(nullptr) : nlohmann::json(cfg.output)},
                    {"sidecar", sink.sidecar_path()}, {"times_s", sidecar["times_s"]}, {"peak_memory", peak_memory}});
@@ -225,6 +260,61 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
   }
   comm.barrier();
   return sidecar;
+}
+
+nlohmann::json dry_run(const GenerationConfig& cfg, parallel::Communicator& comm, FrameSink& sink) {
+  check_outputs(cfg, comm, sink);
+  if (!cfg.plan_json.empty() && comm.rank() == 0) core::check_writable(cfg.plan_json, "--plan-json");
+  const c10::Device device = comm.device();
+  const c10::ScalarType dtype = resolve_dtype(cfg.dtype, device);
+  const Plan plan = plan_of(cfg, comm, dtype);
+  nlohmann::json out = plan_to_json(plan);
+  if (comm.rank() == 0) std::printf("%s", format_plan(plan).c_str());
+  if (cfg.probe) {
+    // The last steps cost what any step costs (the same shapes); the first of the two pays the
+    // warm-up (allocator, cuDNN's algorithm search), so the second is the one extrapolated.
+    GenerationConfig probe_cfg = cfg;
+    probe_cfg.checkpoint_dir.clear();
+    probe_cfg.checkpoint_every = 0;
+    probe_cfg.resume = false;
+    std::vector<double> step_seconds;
+    PipelineOptions options;
+    options.on_step = [&](int64_t, int64_t, double seconds) { step_seconds.push_back(seconds); };
+    TextToVideoPipeline pipe(probe_cfg, comm, device, dtype, options);
+    pipe.load();
+    at::Tensor text = pipe.encode_text();
+    at::Tensor latents = pipe.initial_latents();
+    const auto steps = static_cast<int64_t>(pipe.timesteps().size());
+    latents = pipe.denoise(latents, text, std::max<int64_t>(steps - 2, 0));
+    auto t0 = Clock::now();
+    pipe.decode_clip(latents, 0);
+    const double decode_clip = seconds_since(t0);
+    const double per_step = step_seconds.back();
+    const auto& times = pipe.times();
+    const double local_clips = static_cast<double>(pipe.layout().local_clips);
+    const double total = times.load + times.text + per_step * static_cast<double>(steps) + decode_clip * local_clips;
+    const double measured = measured_peak_bytes(device);
+    out["probe"] = {{"load_s", times.load},
+                    {"text_s", times.text},
+                    {"step_s", step_seconds},
+                    {"decode_clip_s", decode_clip},
+                    {"estimated_total_s", total},
+                    {"measured_peak_bytes", measured}};
+    if (comm.rank() == 0) {
+      std::string steps_str;
+      for (double t : step_seconds) steps_str += (steps_str.empty() ? "" : " / ") + fmt::format("{:.3f}", t);
+      std::printf("probe (rank 0): load %.2f s, text %.2f s, steps %s s, decode of one clip %.2f s\n", times.load,
+                  times.text, steps_str.c_str(), decode_clip);
+      std::printf("  estimated job: %.2f s load + %.2f s text + %lld steps x %.3f s + %.0f local clip(s) x %.2f s decode "
+                  "= %.0f s (without MP4 encoding; rank 0 also receives and encodes every clip)\n",
+                  times.load, times.text, static_cast<long long>(steps), per_step, local_clips, decode_clip, total);
+      std::printf("  peak memory through the probe: %s measured, %s estimated for the job\n",
+                  format_bytes(measured).c_str(), format_bytes(plan.peak_bytes).c_str());
+    }
+  }
+  if (comm.rank() == 0) write_plan_json(cfg.plan_json, out);
+  comm.barrier();
+  return out;
 }
 
 }  // namespace vi::pipeline

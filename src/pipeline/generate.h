@@ -29,8 +29,16 @@ struct GenerateHooks {
 
 // Runs the job on the device of `comm` (open_communicator). `config` must be resolved
 // (resolve_config) for comm's world size; `sink` is used on rank 0 only. Returns the sidecar
-// JSON (rank 0; others an empty object).
+// JSON (rank 0; others an empty object), which holds the memory plan's estimate and the measured
+// peak ("memory").
 nlohmann::json generate(const GenerationConfig& config, parallel::Communicator& comm, FrameSink& sink,
                         const GenerateHooks& hooks = {});
+
+// `--dry-run`: the same checks as generate (settings are resolved by the caller; outputs here),
+// then the plan (pipeline/plan.h) printed by rank 0 and written to --plan-json; nothing is
+// loaded. With --probe, the model loads and the last two denoising steps and one clip's decode
+// run for real (no checkpoints, no output): the job's time is extrapolated from them. Returns
+// the plan's JSON (with "probe" when probing). Collective.
+nlohmann::json dry_run(const GenerationConfig& config, parallel::Communicator& comm, FrameSink& sink);
 
 }  // namespace vi::pipeline

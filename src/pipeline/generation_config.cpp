@@ -121,6 +121,7 @@ void check_combinations(const GenerationConfig& cfg) {
   VI_CHECK(cfg.checkpoint_every == 0 || !cfg.checkpoint_dir.empty(),
            "--checkpoint-every {} needs --checkpoint-dir", cfg.checkpoint_every);
   VI_CHECK(!cfg.resume || !cfg.checkpoint_dir.empty(), "--resume needs --checkpoint-dir (where the checkpoints are)");
+  VI_CHECK(!cfg.probe || cfg.dry_run, "--probe needs --dry-run (it times steps instead of running the job)");
   for (size_t i = 0; i < cfg.frame_prompts.size(); ++i) {
     const FramePrompt& fp = cfg.frame_prompts[i];
     VI_CHECK(fp.first_frame < cfg.frames, "prompts file: range starting at frame {} lies beyond the video's {} frames",

@@ -147,6 +147,16 @@ const std::vector<Setting> kSettings = {
    "auto (bar on a terminal, else log), bar (one updating line), log (a line per step), json (one JSON object per "
    "event on stdout, nothing else there) or none",
    None, VI_FIELD(progress), choice(kProgressModes)},
+  {"", "--dry-run",
+   "Check the settings and outputs, print the plan (clips per rank, estimated peak memory per stage, bytes "
+   "exchanged per step, warnings) and exit without loading weights",
+   None, VI_FIELD(dry_run)},
+  {"", "--probe",
+   "With --dry-run: also load the model and run two real denoising steps and one VAE decode to time them and "
+   "extrapolate the whole job",
+   None, VI_FIELD(probe)},
+  {"", "--plan-json", "Write the plan (and with --probe its timings) as JSON to this file", None,
+   VI_FIELD(plan_json)},
   // Reliability
   {"checkpoint_dir", "--checkpoint-dir",
    "Directory for checkpoints (per clip: latents, sampler history, noise generator state)", Run,
