@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/interruption.h"
 #include "core/check.h"
+#include "core/run_record.h"
 #include "pipeline/generate.h"
 #include "pipeline/settings.h"
 #include "testing/fault_injection.h"
@@ -130,7 +131,7 @@ int run(Bindings& b, const parallel::LaunchInfo& launch) {
   if (cfg.quiet && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
   auto comm = pipeline::open_communicator(cfg, launch);
   const auto fault = testing::FaultInjection::from_environment(launch.rank);
-  InterruptionReport interruption(cfg, launch, invocation().argv);
+  InterruptionReport interruption(cfg, launch, core::command_line());
   pipeline::GenerateHooks hooks;
   hooks.on_step = [&](int64_t i, int64_t n, double) {
     interruption.after_step(i, n);

@@ -19,7 +19,6 @@ struct Invocation {
   std::string log_level = "info";
   bool quiet = false;    // -q: warnings and errors only, no progress or summary
   bool verbose = false;  // -v: debug messages, source locations in errors
-  std::vector<std::string> argv;  // argv[0] included, before MPI_Init
 };
 const Invocation& invocation();  // main.cpp; valid once the command line is parsed
 

@@ -63,8 +63,8 @@ const Invocation& invocation() { return g_invocation; }
 }  // namespace vi::cli
 
 int main(int argc, char** argv) {
-  vi::core::set_command_line(argc, argv);  // for the sidecar, as typed (before MPI sees argv)
-  g_invocation.argv.assign(argv, argv + argc);  // as typed: the resume command repeats it
+  // As typed, before MPI sees argv: the sidecar records it, the resume command repeats it.
+  vi::core::set_command_line(argc, argv);
   vi::parallel::LaunchInfo launch;
   try {
     launch = vi::parallel::init_launch(&argc, &argv);

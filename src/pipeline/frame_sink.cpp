@@ -65,7 +65,7 @@ void FileSink::prepare() {
 
 void FileSink::open() {
   if (video::mp4_supported()) {
-    video::Mp4Options options;
+    video::Mp4Options options = mp4_options();
     options.metadata = mp4_metadata(config_);
     mp4_ = video::open_mp4_writer(config_.output, static_cast<int>(config_.width), static_cast<int>(config_.height),
                                   config_.export_fps, options);

@@ -90,7 +90,7 @@ TEST_F(PromptsConfigTest, LogSaysWhichPromptEachClipTakesAndMp4CarriesThem) {
   const std::string out = dir_ + "/clips.mp4";
   // 4 clips of 8 frames, 3 prompts: clip c takes prompt floor(c x 3 / 4) = 0 0 1 2.
   auto r = run_command(bin() + small() + " --frames 32 --clips 4 --seed 9 -p 'a red fox' --prompt 'a grey wolf' "
-                       "-p 'a brown bear' --quiet --output " + out);
+                       "-p 'a brown bear' --progress none --output " + out);
   ASSERT_EQ(r.status, 0) << r.output;
   for (const char* line : {R"([info] clips 0-1 (frames 0-15): "a red fox")", R"([info] clip 2 (frames 16-23): "a grey wolf")",
                            R"([info] clip 3 (frames 24-31): "a brown bear")"}) {
@@ -139,7 +139,7 @@ TEST_F(PromptsConfigTest, SidecarReplaysTheRunToTheSameLatents) {
   vi::test::write_file(dir_ + "/ranges.txt", "0-7: a red fox\n8-: a grey wolf\n");
   const std::string a = dir_ + "/a.mp4", b = dir_ + "/b.mp4";
   auto r = run_command(bin() + small() + " --frames 16 --clips 2 --seed 5 --negative-prompt 'blurry' --prompts-file " +
-                       dir_ + "/ranges.txt --save-latents " + a + ".safetensors --quiet --output " + a);
+                       dir_ + "/ranges.txt --save-latents " + a + ".safetensors --progress none --output " + a);
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find(R"(clip 1 (frames 8-15): "a grey wolf")"), std::string::npos) << r.output;
   const auto first = sidecar(a);
