@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/checkpoint_layout.h"
 #include "schedulers/scheduler.h"
 #include "video_infinity/generation_config.h"
 
@@ -65,23 +66,6 @@ class CheckpointDir {
   std::string dir_;
   nlohmann::json fingerprint_;
 };
-
-// The clip layout a checkpoint directory was written with: the fingerprint of a clip file in its
-// newest step directory. nullopt when `dir` holds no clip file of this format (an absent or empty
-// directory: --resume starts afresh; another format: read() names it).
-struct CheckpointLayout {
-  int64_t clips = 0, frames = 0, frames_per_clip = 0;
-  std::string file;  // the clip file it was read from
-};
-std::optional<CheckpointLayout> read_checkpoint_layout(const std::string& dir);
-
-// With --resume: the clip layout comes from the checkpoints, so that a job resumes on any rank
-// count that divides their clip count without repeating --clips. A --clips, --frames or
-// --frames-per-clip that disagrees with the checkpoints is an error saying which flag to drop;
-// a rank count that does not divide the clips is an error listing those that do. Called by
-// resolve_config on every rank, before the geometry is resolved; no-op without --resume or
-// without checkpoints.
-void apply_checkpoint_layout(GenerationConfig& config, int world_size);
 
 // The newest step count that every rank lists in `complete` (each rank passes complete_steps
 // for the clips it owns now), agreed by an all-reduce over `comm`; nullopt when there is none.

@@ -10,7 +10,7 @@
 
 #include "core/check.h"
 #include "core/json_config.h"
-#include "pipeline/checkpoint.h"
+#include "pipeline/checkpoint_layout.h"
 #include "pipeline/settings.h"
 #include "schedulers/registry.h"
 
