@@ -126,6 +126,41 @@ TEST_F(UnequalClips, GroupNormStatisticsCoverOwnFramesOnly) {
   EXPECT_LT(worst, 1e-5);
 }
 
+TEST_F(UnequalClips, SyncedGroupNormAveragesEachClipsOwnStatistics) {
+  // --sync-groupnorm: the clips' means (over own frames) averaged, the variances around that mean
+  // likewise; padding left out and zero.
+  at::Tensor x = slotted({2, 4, 6, 9, 4}, 3, std::numeric_limits<double>::quiet_NaN()).view({8, 6, 9, 2, 2}).to(at::kFloat);
+  at::Tensor w = at::randn({6}), b = at::randn({6});
+  const int64_t groups = 3;
+  at::Tensor got = synced_group_norm(x, groups, w, b, 1e-5, layout_, *comm_, slot_validity(layout_, 0, c10::kCPU))
+                       .view({2, 4, 6, 9, 2, 2});
+  at::Tensor xs = x.view({2, 4, 6, 9, 2, 2});
+  // Per clip [A, G] statistics over its own frames, computed in double.
+  auto own_groups = [&](int64_t c) {
+    return xs.narrow(1, c, 1).narrow(3, 0, kLengths[c]).to(at::kDouble).reshape({2, groups, -1});
+  };
+  at::Tensor mean = at::zeros({2, groups, 1}, at::kDouble), var = at::zeros_like(mean);
+  for (int64_t c = 0; c < 4; ++c) mean += own_groups(c).mean(-1, true) / 4.0;
+  for (int64_t c = 0; c < 4; ++c) var += (own_groups(c) - mean).pow(2).mean(-1, true) / 4.0;
+  double worst = 0;
+  for (int64_t c = 0; c < 4; ++c) {
+    const int64_t n = kLengths[c];
+    at::Tensor y = ((own_groups(c) - mean) / (var + 1e-5).sqrt()).reshape({2, 6, n, 2, 2});
+    y = y * w.to(at::kDouble).view({1, 6, 1, 1, 1}) + b.to(at::kDouble).view({1, 6, 1, 1, 1});
+    worst = std::max(worst, max_abs(got.narrow(1, c, 1).narrow(3, 0, n).reshape(y.sizes()).to(at::kDouble) - y));
+    EXPECT_EQ(max_abs(got.narrow(1, c, 1).narrow(3, n, 9 - n)), 0.0) << "clip " << c;
+  }
+  std::printf("synced GroupNorm over clips of 9 and 8 frames vs the definition: max |diff| %.3g (tolerance 1e-5)\n",
+              worst);
+  EXPECT_LT(worst, 1e-5);
+  // With every frame valid it is the unmasked synced GroupNorm.
+  const ClipLayout equal = ClipLayout::make(4, 9, *comm_);
+  at::Tensor full = at::randn({8, 6, 9, 2, 2});
+  const double same = max_abs(synced_group_norm(full, groups, w, b, 1e-5, equal, *comm_, at::ones({4, 9}, at::kBool)) -
+                              synced_group_norm(full, groups, w, b, 1e-5, equal, *comm_));
+  EXPECT_LT(same, 1e-5);
+}
+
 DualScopeSettings settings() {
   DualScopeSettings s;
   s.attn_padding = 3;
