@@ -7,7 +7,7 @@
 #      mpi), then the gpu label, which must skip cleanly without a device.
 #   2. The lent GPU machine's build, exactly as scripts/gpu_check.sh does it there (header-only
 #      dependencies from .carry/, no MPI/ffmpeg): configure and compile what it runs.
-#   3. Each libFuzzer target for VI_FUZZ_SECONDS (default 60) seconds (scripts/fuzz.sh).
+#   3. Each libFuzzer target for VI_FUZZ_SECONDS (default 45) seconds (scripts/fuzz.sh).
 #   4. ASan+UBSan build (at -O1) of the library and tests; the unit and tiny tests under it.
 # Usage:
 #   scripts/test.sh                 all four stages
@@ -24,7 +24,7 @@ case "${1:-}" in
   --sanitize) mode=sanitize; shift ;;
 esac
 jobs=${VI_JOBS:-$(nproc)}
-fuzz_seconds=${VI_FUZZ_SECONDS:-60}
+fuzz_seconds=${VI_FUZZ_SECONDS:-45}
 
 scripts/install_deps.sh || exit 1
 
