@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/temp_files.h"
+#include "pipeline/checkpoint_layout.h"
 
 namespace vi::cli {
 
@@ -104,7 +105,7 @@ void InterruptionReport::after_step(int64_t i, int64_t steps) {
 }
 
 std::string InterruptionReport::step_dir(int64_t steps_done) const {
-  return fmt::format("{}/step-{:06d}", config_.checkpoint_dir, steps_done);  // pipeline/checkpoint.h's layout
+  return config_.checkpoint_dir + "/" + pipeline::step_dir_name(steps_done);
 }
 
 std::string InterruptionReport::line(const std::string& where, int64_t checkpoint, bool resuming) const {

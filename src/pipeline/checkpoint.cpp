@@ -61,7 +61,7 @@ CheckpointDir::CheckpointDir(std::string dir, nlohmann::json fingerprint)
     : dir_(std::move(dir)), fingerprint_(std::move(fingerprint)) {}
 
 std::string CheckpointDir::step_dir(int64_t steps_done) const {
-  return (fs::path(dir_) / fmt::format("step-{:06d}", steps_done)).string();
+  return (fs::path(dir_) / step_dir_name(steps_done)).string();
 }
 
 std::string CheckpointDir::clip_file(int64_t steps_done, int64_t clip) const {

@@ -15,6 +15,8 @@ namespace fs = std::filesystem;
 
 namespace vi::pipeline {
 
+std::string step_dir_name(int64_t steps_done) { return fmt::format("step-{:06d}", steps_done); }
+
 int64_t parse_step_dir(const std::string& name) {
   if (name.size() != 11 || name.rfind("step-", 0) != 0) return -1;
   int64_t v = 0;

@@ -13,7 +13,8 @@ namespace vi::pipeline {
 // Format 2 keeps the scheduler's state as its opaque record (format 1 named DPM-Solver's fields).
 inline constexpr const char* kCheckpointFormat = "video-infinity checkpoint 2";
 
-// "step-000012" -> 12; -1 for any other name.
+// A step directory's name after `steps_done` steps ("step-000012"), and back (-1 for any other name).
+std::string step_dir_name(int64_t steps_done);
 int64_t parse_step_dir(const std::string& name);
 
 // The clip layout a checkpoint directory was written with: the fingerprint of a clip file in its
