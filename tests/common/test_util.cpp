@@ -1,5 +1,9 @@
 #include "common/test_util.h"
 
+#include <spdlog/sinks/ostream_sink.h>
+
+#include <sstream>
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -14,6 +18,22 @@
 namespace fs = std::filesystem;
 
 namespace vi::test {
+
+std::string log_of(const std::function<void()>& f, spdlog::level::level_enum level) {
+  std::ostringstream out;
+  auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  logger->set_level(level);
+  spdlog::set_default_logger(logger);
+  try {
+    f();
+  } catch (...) {
+    spdlog::set_default_logger(previous);
+    throw;
+  }
+  spdlog::set_default_logger(previous);
+  return out.str();
+}
 
 std::string reference_dir() {
   const char* env = std::getenv("VI_REFERENCE_DIR");

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
 
 #include <functional>
 #include <string>
@@ -35,6 +36,8 @@ GenerationConfig golden_generation_config(int64_t clips, const std::string& sche
 
 // The message of the vi::Error that `f` throws, or "" when it throws none.
 std::string error_of(const std::function<void()>& f);
+// What the default logger logs at `level` and above while `f` runs (rethrows f's exceptions).
+std::string log_of(const std::function<void()>& f, spdlog::level::level_enum level = spdlog::level::trace);
 
 // Runs a shell command; returns its exit status and its stdout+stderr.
 struct CommandResult {

@@ -223,21 +223,7 @@ TEST(GenerationConfig, PromptsFileLineForms) {
 }
 
 // Lines logged at warn and above while `f` runs.
-std::string warnings_of(const std::function<void()>& f) {
-  std::ostringstream out;
-  auto previous = spdlog::default_logger();
-  auto logger = std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
-  logger->set_level(spdlog::level::warn);
-  spdlog::set_default_logger(logger);
-  try {
-    f();
-  } catch (...) {
-    spdlog::set_default_logger(previous);
-    throw;
-  }
-  spdlog::set_default_logger(previous);
-  return out.str();
-}
+std::string warnings_of(const std::function<void()>& f) { return vi::test::log_of(f, spdlog::level::warn); }
 
 GenerationConfig four_clips_of_16() {
   GenerationConfig c;

@@ -27,21 +27,7 @@ using vi::models::UNet3DConfig;
 
 using vi::test::error_of;
 
-// Runs f with the default logger writing into a string; returns what was logged.
-std::string log_of(const std::function<void()>& f) {
-  std::ostringstream out;
-  auto previous = spdlog::default_logger();
-  spdlog::set_default_logger(
-      std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out)));
-  try {
-    f();
-  } catch (...) {
-    spdlog::set_default_logger(previous);
-    throw;
-  }
-  spdlog::set_default_logger(previous);
-  return out.str();
-}
+using vi::test::log_of;
 
 nlohmann::json tiny_json() { return vi::testing::unet_preset("tiny").to_json(); }
 
