@@ -25,6 +25,7 @@ struct DualScopeSettings {
   int64_t conv_padding = 4;     // Pc: halo frames per side of each temporal conv layer
   bool sync_groupnorm = false;  // temporal GroupNorm statistics averaged over all clips
   bool mask_edge_halos = false; // mask (instead of attend to) the zero halos at the video's ends
+  bool loop = false;            // the clips form a ring: the last clip is the first one's left neighbour
 };
 
 }  // namespace vi::parallel

@@ -32,6 +32,7 @@ struct GenerationConfig {
   std::string prompts_file;
   std::vector<FramePrompt> frame_prompts;  // from a prompts file with frame ranges
   std::string negative_prompt;
+  int64_t prompt_blend = -1;       // per-frame prompts blended over this many frames at each boundary (-1: per clip)
   // Video geometry
   int64_t frames = 0;              // total frames (0: frames_per_clip x clips)
   int64_t frames_per_clip = 0;     // the longest clip's frames (0: ceil(frames / clips))
@@ -69,6 +70,8 @@ struct GenerationConfig {
   bool dry_run = false;            // plan only: checks, the plan, exit before loading weights
   bool probe = false;              // with dry_run: time real steps to extrapolate the job
   std::string plan_json;           // the plan as JSON (dry runs and real runs)
+  int64_t preview_every = 0;       // steps between live previews <output>.preview.mp4 (0: none)
+  double seam_threshold = 3.0;     // seam report: flag boundaries above this x the median change inside clips
   // Reliability
   std::string checkpoint_dir;      // per-clip checkpoints go here (empty: none)
   int64_t checkpoint_every = 0;    // steps between checkpoints (0 with a directory: 5)

@@ -62,6 +62,10 @@ const std::vector<Setting> kSettings = {
    VI_FIELD(frame_prompts)},
   {"negative_prompt", "-n,--negative-prompt", "Negative prompt for classifier-free guidance", R,
    VI_FIELD(negative_prompt)},
+  {"prompt_blend", "--prompt-blend",
+   "Prompt travel: every frame takes its own prompt, text states blended linearly over N frames around each "
+   "prompt boundary (0: a hard switch at the boundary frame; -1: one prompt per clip)",
+   R, VI_FIELD(prompt_blend), at_least(-1, ">= -1 (-1: one prompt per clip)")},
   // Video geometry
   {"frames", "--frames,--num-frames", "Total frames, any count (clips differ by one frame when --clips does not divide it; 0: frames-per-clip x clips)", R, VI_FIELD(frames),
    at_least(0, "positive")},
@@ -121,6 +125,10 @@ const std::vector<Setting> kSettings = {
    VI_FIELD(dual_scope.sync_groupnorm)},
   {"mask_edge_halos", "--mask-edge-halos", "Mask the zero halos at the video's ends", R,
    VI_FIELD(dual_scope.mask_edge_halos)},
+  {"loop", "--loop",
+   "Seamless loop: the clips form a ring (the last clip is the first one's neighbour in the temporal layers), so "
+   "the video's end flows into its start",
+   R, VI_FIELD(dual_scope.loop)},
   {"dual_scope", "--no-dual-scope", "Run every clip alone (plain diffusers per clip; ablation)", R,
    VI_FIELD(dual_scope.enabled), {}, nullptr, true},
   // Output
@@ -157,6 +165,14 @@ const std::vector<Setting> kSettings = {
    None, VI_FIELD(probe)},
   {"", "--plan-json", "Write the plan (and with --probe its timings) as JSON to this file", None,
    VI_FIELD(plan_json)},
+  {"preview_every", "--preview-every",
+   "Every K steps rank 0 replaces <output>.preview.mp4 with the current estimate of the whole video (a cheap "
+   "latent-to-RGB projection at half size; 0: none)",
+   Run, VI_FIELD(preview_every), at_least(0)},
+  {"seam_threshold", "--seam-threshold",
+   "Seam report: flag a clip boundary whose change exceeds this many times the median change between frames "
+   "inside clips",
+   Run, VI_FIELD(seam_threshold), positive("a positive number")},
   // Reliability
   {"checkpoint_dir", "--checkpoint-dir",
    "Directory for checkpoints (per clip: latents, sampler history, noise generator state)", Run,
