@@ -13,8 +13,11 @@
 
 namespace vi::parallel {
 
-// What a rank receives in a neighbour exchange. Undefined tensors at the ends of the line
-// (rank 0 has no left neighbour, rank N-1 no right one).
+// How ranks neighbour each other: a line (rank 0 has no left neighbour, rank N-1 no right one) or
+// a ring (rank N-1 and rank 0 are neighbours; in a world of one, the rank is its own neighbour).
+enum class Topology { kLine, kRing };
+
+// What a rank receives in a neighbour exchange. Undefined tensors at the ends of a line.
 struct Neighbors {
   at::Tensor from_left;   // what rank-1 sent to its right (same shape as our to_right)
   at::Tensor from_right;  // what rank+1 sent to its left  (same shape as our to_left)
@@ -40,9 +43,11 @@ class Communicator {
   virtual at::Tensor all_gather(const at::Tensor& tensor) = 0;
   // Element-wise sum over ranks, in place.
   virtual void all_reduce_sum(at::Tensor& tensor) = 0;
-  // Sends to_left to rank-1 and to_right to rank+1 and receives from both, in one call that
-  // cannot deadlock for any world size. Sends to a missing neighbour are skipped.
-  virtual Neighbors exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right) = 0;
+  // Sends to_left to the left neighbour (rank-1) and to_right to the right one (rank+1) and
+  // receives from both, in one call that cannot deadlock for any world size. On a line, sends to
+  // a missing neighbour are skipped; on a ring, rank N-1's right neighbour is rank 0.
+  virtual Neighbors exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right,
+                                       Topology topology = Topology::kLine) = 0;
   // Overwrites `tensor` on every rank with root's.
   virtual void broadcast(at::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;
@@ -89,6 +94,12 @@ LaunchInfo init_launch(int* argc, char*** argv);
 void finalize_launch();
 // Ends every rank of the job with `code` (MPI_Abort under MPI, else std::exit).
 [[noreturn]] void abort_job(int code);
+
+// The neighbours of `rank` in a world of `size`: -1 where there is none (the ends of a line).
+struct NeighborRanks {
+  int left = -1, right = -1;
+};
+NeighborRanks neighbor_ranks(int rank, int size, Topology topology);
 
 // The communicator for `device`: local for a world of one, MPI for CPU tensors, NCCL for CUDA.
 std::unique_ptr<Communicator> make_communicator(const LaunchInfo& launch, c10::Device device);

@@ -9,12 +9,12 @@
 
 namespace vi::parallel {
 
-ClipLayout ClipLayout::make(int64_t clips, int64_t frames_per_clip, const Communicator& comm) {
+ClipLayout ClipLayout::make(int64_t clips, int64_t frames_per_clip, const Communicator& comm, bool ring) {
   VI_CHECK(clips >= 1, "--clips must be positive, got {}", clips);
-  return make(std::vector<int64_t>(static_cast<size_t>(clips), frames_per_clip), comm);
+  return make(std::vector<int64_t>(static_cast<size_t>(clips), frames_per_clip), comm, ring);
 }
 
-ClipLayout ClipLayout::make(std::vector<int64_t> lengths, const Communicator& comm) {
+ClipLayout ClipLayout::make(std::vector<int64_t> lengths, const Communicator& comm, bool ring) {
   const auto clips = static_cast<int64_t>(lengths.size());
   const int64_t n = comm.world_size();
   VI_CHECK(clips >= 1 && clips % n == 0, "--clips {} is not a multiple of the number of ranks ({})", clips, n);
@@ -23,6 +23,7 @@ ClipLayout ClipLayout::make(std::vector<int64_t> lengths, const Communicator& co
   layout.local_clips = clips / n;
   layout.first_clip = comm.rank() * layout.local_clips;
   layout.lengths = std::move(lengths);
+  layout.ring = ring;
   layout.frames = *std::max_element(layout.lengths.begin(), layout.lengths.end());
   VI_CHECK(layout.shortest() >= 1, "--frames-per-clip must be positive, got a clip of {} frames", layout.shortest());
   return layout;
@@ -67,9 +68,11 @@ at::Tensor extend_with_halos(const at::Tensor& x, int64_t frame_dim, int64_t pad
     left.narrow(1, 1, Cl - 1).copy_(tail.narrow(1, 0, Cl - 1));
     right.narrow(1, 0, Cl - 1).copy_(head.narrow(1, 1, Cl - 1));
   }
-  // Neighbours on the ranks beside: our first clip's head goes left, our last clip's tail right.
-  if (comm.world_size() > 1) {
-    auto got = comm.exchange_neighbors(head.narrow(1, 0, 1).contiguous(), tail.narrow(1, Cl - 1, 1).contiguous());
+  // Neighbours on the ranks beside: our first clip's head goes left, our last clip's tail right
+  // (on a ring, rank 0's left neighbour is the last rank; a world of one is its own neighbour).
+  if (comm.world_size() > 1 || layout.ring) {
+    auto got = comm.exchange_neighbors(head.narrow(1, 0, 1).contiguous(), tail.narrow(1, Cl - 1, 1).contiguous(),
+                                       layout.ring ? Topology::kRing : Topology::kLine);
     if (got.from_left.defined()) left.narrow(1, 0, 1).copy_(got.from_left);
     if (got.from_right.defined()) right.narrow(1, Cl - 1, 1).copy_(got.from_right);
   }

@@ -3,6 +3,9 @@
 // frames every clip shares (global scope), with the same result whatever N divides C —
 // one communicator call each, whatever the number of local clips.
 //
+// The clips form a line (the video's first clip has no left neighbour, its last no right one) or,
+// for a seamless loop (--loop), a ring: the last clip is the first one's left neighbour.
+//
 // Batch layout: tensors are viewed as [A, Cl, ...] — A independent groups (the CFG branches,
 // possibly k and v stacked) of Cl local clips in clip order; one dimension holds the frames.
 //
@@ -29,13 +32,14 @@ struct ClipLayout {
   int64_t first_clip = 0;   // global index of this rank's first clip
   int64_t frames = 0;       // frames per clip slot: the longest clip's length
   std::vector<int64_t> lengths;  // every clip's own frame count (<= frames), C entries
+  bool ring = false;             // the last clip is the first one's left neighbour (a loop)
 
   // C clips of `frames_per_clip` frames each.
-  static ClipLayout make(int64_t clips, int64_t frames_per_clip, const Communicator& comm);
+  static ClipLayout make(int64_t clips, int64_t frames_per_clip, const Communicator& comm, bool ring = false);
   // One clip per entry of `lengths`, in video order.
-  static ClipLayout make(std::vector<int64_t> lengths, const Communicator& comm);
-  bool has_left_neighbour(int64_t local_clip) const { return first_clip + local_clip > 0; }
-  bool has_right_neighbour(int64_t local_clip) const { return first_clip + local_clip + 1 < clips; }
+  static ClipLayout make(std::vector<int64_t> lengths, const Communicator& comm, bool ring = false);
+  bool has_left_neighbour(int64_t local_clip) const { return ring || first_clip + local_clip > 0; }
+  bool has_right_neighbour(int64_t local_clip) const { return ring || first_clip + local_clip + 1 < clips; }
   // Frames of global clip c / of local clip j.
   int64_t clip_frames(int64_t clip) const { return lengths.at(static_cast<size_t>(clip)); }
   int64_t local_frames(int64_t local_clip) const { return clip_frames(first_clip + local_clip); }
@@ -46,7 +50,9 @@ struct ClipLayout {
 
 // x: [A, Cl, ...] with the clip's frames in dimension `frame_dim` (>= 2). Returns x with
 // `pad` frames prepended from the previous clip's end and appended from the next clip's start
-// (zeros at the video's two ends): [A, Cl, ..., F + 2 pad, ...]. One neighbour exchange.
+// (zeros at the video's two ends; on a ring the first clip's left halo is the last clip's end and
+// the last clip's right halo the first clip's start): [A, Cl, ..., F + 2 pad, ...]. One neighbour
+// exchange.
 at::Tensor extend_with_halos(const at::Tensor& x, int64_t frame_dim, int64_t pad, const ClipLayout& layout,
                              Communicator& comm);
 

@@ -23,7 +23,11 @@ class LocalCommunicator final : public Communicator {
   c10::Device device() const override { return device_; }
   at::Tensor all_gather(const at::Tensor& tensor) override { return tensor.clone(); }
   void all_reduce_sum(at::Tensor&) override {}
-  Neighbors exchange_neighbors(const at::Tensor&, const at::Tensor&) override { return {}; }
+  // On a ring the only rank is its own neighbour on both sides.
+  Neighbors exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right, Topology topology) override {
+    if (topology == Topology::kLine) return {};
+    return {to_right.clone(), to_left.clone()};
+  }
   void broadcast(at::Tensor&, int root) override {
     VI_CHECK(root == 0, "broadcast: root {} outside a world of 1", root);
   }
@@ -34,6 +38,15 @@ class LocalCommunicator final : public Communicator {
  private:
   c10::Device device_;
 };
+
+}  // namespace
+
+NeighborRanks neighbor_ranks(int rank, int size, Topology topology) {
+  if (topology == Topology::kRing) return {(rank + size - 1) % size, (rank + 1) % size};
+  return {rank > 0 ? rank - 1 : -1, rank + 1 < size ? rank + 1 : -1};
+}
+
+namespace {
 
 int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);

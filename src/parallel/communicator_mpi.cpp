@@ -175,26 +175,29 @@ class MpiCommunicator final : public Communicator {
     tensor.copy_(gathered.sum(0, /*keepdim=*/false, work.scalar_type()).view(tensor.sizes()));
   }
 
-  Neighbors exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right) override {
+  Neighbors exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right, Topology topology) override {
     at::Tensor left_out = cpu_contiguous(to_left, "exchange_neighbors");
     at::Tensor right_out = cpu_contiguous(to_right, "exchange_neighbors");
+    const NeighborRanks peer = neighbor_ranks(rank_, size_, topology);
+    if (peer.left == rank_) return {right_out.clone(), left_out.clone()};  // a ring of one
     Neighbors got;
     Pending p("exchange_neighbors");
-    // Receives first, then sends, all non-blocking: no ordering between ranks can deadlock.
-    if (rank_ > 0) {
+    // Receives first, then sends, all non-blocking: no ordering between ranks can deadlock. The
+    // tags keep the two directions apart when both neighbours are the same rank (a ring of two).
+    if (peer.left >= 0) {
       got.from_left = at::empty_like(right_out);
-      p.recv(comm_.get(), got.from_left.data_ptr(), byte_count(right_out, "exchange"), rank_ - 1, kTagToRight);
+      p.recv(comm_.get(), got.from_left.data_ptr(), byte_count(right_out, "exchange"), peer.left, kTagToRight);
     }
-    if (rank_ + 1 < size_) {
+    if (peer.right >= 0) {
       got.from_right = at::empty_like(left_out);
-      p.recv(comm_.get(), got.from_right.data_ptr(), byte_count(left_out, "exchange"), rank_ + 1, kTagToLeft);
+      p.recv(comm_.get(), got.from_right.data_ptr(), byte_count(left_out, "exchange"), peer.right, kTagToLeft);
     }
-    if (rank_ > 0) {
-      p.send(comm_.get(), left_out.data_ptr(), byte_count(left_out, "exchange"), rank_ - 1, kTagToLeft);
+    if (peer.left >= 0) {
+      p.send(comm_.get(), left_out.data_ptr(), byte_count(left_out, "exchange"), peer.left, kTagToLeft);
       count_sent(left_out.nbytes());
     }
-    if (rank_ + 1 < size_) {
-      p.send(comm_.get(), right_out.data_ptr(), byte_count(right_out, "exchange"), rank_ + 1, kTagToRight);
+    if (peer.right >= 0) {
+      p.send(comm_.get(), right_out.data_ptr(), byte_count(right_out, "exchange"), peer.right, kTagToRight);
       count_sent(right_out.nbytes());
     }
     wait(p);

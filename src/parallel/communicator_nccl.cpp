@@ -158,31 +158,38 @@ class NcclCommunicator final : public Communicator {
     if (!work.is_same(tensor)) tensor.copy_(work);
   }
 
-  Neighbors exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right) override {
+  Neighbors exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right, Topology topology) override {
     at::Tensor left_out = cuda_contiguous(to_left, "exchange_neighbors");
     at::Tensor right_out = cuda_contiguous(to_right, "exchange_neighbors");
+    const NeighborRanks peer = neighbor_ranks(rank_, size_, topology);
+    if (peer.left == rank_) return {right_out.clone(), left_out.clone()};  // a ring of one
     Neighbors got;
-    if (rank_ > 0) got.from_left = at::empty_like(right_out);
-    if (rank_ + 1 < size_) got.from_right = at::empty_like(left_out);
-    // One group: NCCL schedules the four transfers together, so no order can deadlock.
+    if (peer.left >= 0) got.from_left = at::empty_like(right_out);
+    if (peer.right >= 0) got.from_right = at::empty_like(left_out);
+    // One group: NCCL schedules the four transfers together, so no order can deadlock. NCCL
+    // matches one pair's transfers in the order they are issued: receives from the left then the
+    // right, sends to the right then the left, so that on a ring of two (both neighbours the same
+    // rank) each receive meets the send meant for it.
     on_comm_stream("exchange_neighbors", [&] {
       VI_NCCL_CHECK(ncclGroupStart());
-      if (rank_ > 0) {
+      if (peer.left >= 0) {
         VI_NCCL_CHECK(ncclRecv(got.from_left.data_ptr(), got.from_left.numel(), nccl_type(right_out.scalar_type()),
-                               rank_ - 1, comm(), stream()));
-        VI_NCCL_CHECK(ncclSend(left_out.data_ptr(), left_out.numel(), nccl_type(left_out.scalar_type()), rank_ - 1,
-                               comm(), stream()));
+                               peer.left, comm(), stream()));
       }
-      if (rank_ + 1 < size_) {
+      if (peer.right >= 0) {
         VI_NCCL_CHECK(ncclRecv(got.from_right.data_ptr(), got.from_right.numel(), nccl_type(left_out.scalar_type()),
-                               rank_ + 1, comm(), stream()));
+                               peer.right, comm(), stream()));
         VI_NCCL_CHECK(ncclSend(right_out.data_ptr(), right_out.numel(), nccl_type(right_out.scalar_type()),
-                               rank_ + 1, comm(), stream()));
+                               peer.right, comm(), stream()));
+      }
+      if (peer.left >= 0) {
+        VI_NCCL_CHECK(ncclSend(left_out.data_ptr(), left_out.numel(), nccl_type(left_out.scalar_type()), peer.left,
+                               comm(), stream()));
       }
       VI_NCCL_CHECK(ncclGroupEnd());
     });
-    if (rank_ > 0) count_sent(left_out.nbytes());
-    if (rank_ + 1 < size_) count_sent(right_out.nbytes());
+    if (peer.left >= 0) count_sent(left_out.nbytes());
+    if (peer.right >= 0) count_sent(right_out.nbytes());
     return got;
   }
 

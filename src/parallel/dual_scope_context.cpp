@@ -8,6 +8,8 @@ namespace vi::parallel {
 
 DualScopeContext::DualScopeContext(const DualScopeSettings& settings, const ClipLayout& layout, Communicator& comm)
     : settings_(settings), layout_(layout), comm_(comm) {
+  VI_CHECK(layout.ring == settings.loop, "DualScopeContext: --loop is {} but the clip layout is {}",
+           settings.loop ? "on" : "off", layout.ring ? "a ring" : "a line");
   VI_CHECK(layout.shortest() >= settings.attn_padding, "frames per clip ({}) smaller than --attn-padding ({})",
            layout.shortest(), settings.attn_padding);
   VI_CHECK(layout.shortest() >= settings.conv_padding, "frames per clip ({}) smaller than --conv-padding ({})",

@@ -43,8 +43,9 @@ at::Tensor TimedCommunicator::all_gather(const at::Tensor& tensor) {
 void TimedCommunicator::all_reduce_sum(at::Tensor& tensor) {
   timed([&] { inner_.all_reduce_sum(tensor); });
 }
-Neighbors TimedCommunicator::exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right) {
-  return timed([&] { return inner_.exchange_neighbors(to_left, to_right); });
+Neighbors TimedCommunicator::exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right,
+                                                Topology topology) {
+  return timed([&] { return inner_.exchange_neighbors(to_left, to_right, topology); });
 }
 void TimedCommunicator::broadcast(at::Tensor& tensor, int root) {
   timed([&] { inner_.broadcast(tensor, root); });

@@ -23,7 +23,7 @@ class TimedCommunicator final : public Communicator {
 
   at::Tensor all_gather(const at::Tensor& tensor) override;
   void all_reduce_sum(at::Tensor& tensor) override;
-  Neighbors exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right) override;
+  Neighbors exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right, Topology topology) override;
   void broadcast(at::Tensor& tensor, int root) override;
   void barrier() override;
   void send(const at::Tensor& tensor, int dst) override;

@@ -116,6 +116,8 @@ void check_combinations(const GenerationConfig& cfg) {
   VI_CHECK(s.enabled || cfg.frames % cfg.clips == 0,
            "--no-dual-scope runs clips of equal length: --frames {} is not a multiple of the {} clips", cfg.frames,
            cfg.clips);
+  VI_CHECK(s.enabled || !s.loop,
+           "--loop needs the clips to see each other: it cannot run with --no-dual-scope (every clip alone)");
   VI_CHECK(!cfg.karras || schedulers::scheduler_for_flag(cfg.scheduler).karras,
            "--karras applies to schedulers with Karras sigmas, not {}", cfg.scheduler);
   VI_CHECK(cfg.checkpoint_every == 0 || !cfg.checkpoint_dir.empty(),

@@ -494,8 +494,9 @@ Plan make_plan(const GenerationConfig& cfg, const ModelShapes& m, int world_size
   p.available_bytes = available_bytes;
   p.available_source = available_source;
 
-  // Exchanges per step: the busiest rank has neighbours on both sides when there are 3 or more.
-  const int sides = world_size == 1 ? 0 : world_size == 2 ? 1 : 2;
+  // Exchanges per step: the busiest rank has neighbours on both sides when there are 3 or more
+  // (on a ring, with 2 or more: both sides of a ring of two are the other rank).
+  const int sides = world_size == 1 ? 0 : world_size == 2 && !cfg.dual_scope.loop ? 1 : 2;
   const Exchange ex = exchange_per_call(m.unet, cfg.dual_scope, 2, Cl, h, w, global_per_clip, sides, world_size, e);
   p.halo_bytes_per_step = ex.halo;
   p.gather_bytes_per_step = ex.gather;

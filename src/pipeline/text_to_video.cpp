@@ -98,7 +98,7 @@ TextToVideoPipeline::TextToVideoPipeline(const GenerationConfig& config, paralle
                                          c10::Device device, c10::ScalarType dtype, PipelineOptions options)
     : config_(config), comm_(comm), device_(device), dtype_(dtype), options_(std::move(options)) {
   set_cudnn_benchmark(device_, true);
-  layout_ = parallel::ClipLayout::make(clip_frame_counts(config_), comm_);
+  layout_ = parallel::ClipLayout::make(clip_frame_counts(config_), comm_, config_.dual_scope.loop);
   context_ = parallel::make_temporal_context(config_.dual_scope, layout_, comm_);
   for (int64_t j = 0; j < layout_.local_clips; ++j) {
     generators_.push_back(at::make_generator<at::CPUGeneratorImpl>(

@@ -24,27 +24,33 @@ class ClipParallelTest : public ::testing::Test {
   std::unique_ptr<Communicator> comm_;
 };
 
+// Line: zeros beyond the video's ends. Ring (--loop): the first clip's left neighbour is the last
+// clip and the last clip's right neighbour the first, also when they are on one rank.
 TEST_F(ClipParallelTest, HalosAreTheNeighbourClipsFrames) {
-  for (int64_t per_rank : {1, 2, 3}) {
-    const int64_t C = per_rank * comm_->world_size(), A = 2, S = 3, F = 5, d = 2;
-    for (int64_t pad : {0, 1, 4, 5}) {
-      ClipLayout layout = ClipLayout::make(C, F, *comm_);
-      at::Tensor full = video(A, C, S, F, d);
-      at::Tensor mine = full.narrow(1, layout.first_clip, layout.local_clips);
-      at::Tensor ext = extend_with_halos(mine, 3, pad, layout, *comm_);
-      EXPECT_EQ(ext.sizes(), (std::vector<int64_t>{A, per_rank, S, F + 2 * pad, d}));
-      for (int64_t j = 0; j < per_rank; ++j) {
-        const int64_t c = layout.first_clip + j;
-        at::Tensor left = c > 0 ? full.select(1, c - 1).narrow(2, F - pad, pad) : at::zeros({A, S, pad, d});
-        at::Tensor right = c + 1 < C ? full.select(1, c + 1).narrow(2, 0, pad) : at::zeros({A, S, pad, d});
-        at::Tensor expected = at::cat({left, full.select(1, c), right}, 2);
-        EXPECT_TRUE(at::equal(ext.select(1, j), expected)) << "clip " << c << " pad " << pad << " per rank " << per_rank;
-      }
-      at::Tensor valid = halo_validity(layout, pad, c10::kCPU);
-      for (int64_t j = 0; j < per_rank; ++j) {
-        const int64_t c = layout.first_clip + j;
-        EXPECT_EQ(valid[j].narrow(0, 0, pad).all().item<bool>(), c > 0 || pad == 0);
-        EXPECT_EQ(valid[j].narrow(0, F + pad, pad).all().item<bool>(), c + 1 < C || pad == 0);
+  for (bool ring : {false, true}) {
+    for (int64_t per_rank : {1, 2, 3}) {
+      const int64_t C = per_rank * comm_->world_size(), A = 2, S = 3, F = 5, d = 2;
+      for (int64_t pad : {0, 1, 4, 5}) {
+        ClipLayout layout = ClipLayout::make(C, F, *comm_, ring);
+        at::Tensor full = video(A, C, S, F, d);
+        at::Tensor mine = full.narrow(1, layout.first_clip, layout.local_clips);
+        at::Tensor ext = extend_with_halos(mine, 3, pad, layout, *comm_);
+        EXPECT_EQ(ext.sizes(), (std::vector<int64_t>{A, per_rank, S, F + 2 * pad, d}));
+        for (int64_t j = 0; j < per_rank; ++j) {
+          const int64_t c = layout.first_clip + j;
+          const bool has_left = ring || c > 0, has_right = ring || c + 1 < C;
+          at::Tensor left = has_left ? full.select(1, (c + C - 1) % C).narrow(2, F - pad, pad) : at::zeros({A, S, pad, d});
+          at::Tensor right = has_right ? full.select(1, (c + 1) % C).narrow(2, 0, pad) : at::zeros({A, S, pad, d});
+          at::Tensor expected = at::cat({left, full.select(1, c), right}, 2);
+          EXPECT_TRUE(at::equal(ext.select(1, j), expected))
+              << "clip " << c << " pad " << pad << " per rank " << per_rank << " ring " << ring;
+        }
+        at::Tensor valid = halo_validity(layout, pad, c10::kCPU);
+        for (int64_t j = 0; j < per_rank; ++j) {
+          const int64_t c = layout.first_clip + j;
+          EXPECT_EQ(valid[j].narrow(0, 0, pad).all().item<bool>(), ring || c > 0 || pad == 0);
+          EXPECT_EQ(valid[j].narrow(0, F + pad, pad).all().item<bool>(), ring || c + 1 < C || pad == 0);
+        }
       }
     }
   }

@@ -84,6 +84,22 @@ TEST_F(MpiCommunicatorTest, NeighbourExchangeManyRounds) {
   }
 }
 
+TEST_F(MpiCommunicatorTest, RingExchangeWrapsAround) {
+  const int r = comm_->rank();
+  const int n = comm_->world_size();
+  for (int round = 0; round < 20; ++round) {
+    at::Tensor to_left = at::full({2, 3}, 1000.0 * round + 100 * r + 1);
+    at::Tensor to_right = at::full({4}, 1000.0 * round + 100 * r + 2);
+    auto got = comm_->exchange_neighbors(to_left, to_right, vi::parallel::Topology::kRing);
+    // Rank 0's left neighbour is rank n-1 and rank n-1's right neighbour rank 0 (on one rank, itself;
+    // on two, the same rank on both sides: the directions must not be mixed up).
+    const int left = (r + n - 1) % n, right = (r + 1) % n;
+    ASSERT_TRUE(got.from_left.defined() && got.from_right.defined());
+    EXPECT_TRUE(at::equal(got.from_left, at::full({4}, 1000.0 * round + 100 * left + 2))) << round;
+    EXPECT_TRUE(at::equal(got.from_right, at::full({2, 3}, 1000.0 * round + 100 * right + 1))) << round;
+  }
+}
+
 TEST_F(MpiCommunicatorTest, BroadcastFromEveryRoot) {
   for (int root = 0; root < comm_->world_size(); ++root) {
     at::Tensor t = at::full({3, 2}, comm_->rank() == root ? 7.0 + root : -1.0, at::kDouble);

@@ -27,6 +27,11 @@ TEST(LocalCommunicator, WorldOfOne) {
   auto n = comm->exchange_neighbors(t, t);
   EXPECT_FALSE(n.from_left.defined());
   EXPECT_FALSE(n.from_right.defined());
+  // On a ring the rank is its own neighbour: what it sends right comes back from the left.
+  at::Tensor u = t + 100;
+  auto ring = comm->exchange_neighbors(t, u, vi::parallel::Topology::kRing);
+  EXPECT_TRUE(at::equal(ring.from_left, u));
+  EXPECT_TRUE(at::equal(ring.from_right, t));
   comm->broadcast(s, 0);
   EXPECT_THROW(comm->broadcast(s, 1), std::exception);
   comm->barrier();
@@ -66,7 +71,9 @@ class CountingCommunicator final : public vi::parallel::Communicator {
   c10::Device device() const override { return c10::kCPU; }
   at::Tensor all_gather(const at::Tensor& tensor) override { return tensor.clone(); }
   void all_reduce_sum(at::Tensor&) override {}
-  vi::parallel::Neighbors exchange_neighbors(const at::Tensor&, const at::Tensor&) override { return {}; }
+  vi::parallel::Neighbors exchange_neighbors(const at::Tensor&, const at::Tensor&, vi::parallel::Topology) override {
+    return {};
+  }
   void broadcast(at::Tensor&, int) override {}
   void barrier() override {}
   void send(const at::Tensor&, int) override {}

@@ -37,13 +37,15 @@ at::Tensor slotted(std::vector<int64_t> shape, int64_t fd, double fill) {
 }
 
 // Clip c's frames with `pad` halo frames each side from its neighbours' own frames (zeros at
-// the video's ends): [A, 1, ..., n_c + 2 pad, ...].
-at::Tensor with_halos(const at::Tensor& x, int64_t fd, int64_t c, int64_t pad) {
+// the video's ends, unless the clips form a ring): [A, 1, ..., n_c + 2 pad, ...].
+at::Tensor with_halos(const at::Tensor& x, int64_t fd, int64_t c, int64_t pad, bool ring = false) {
+  const auto C = static_cast<int64_t>(kLengths.size());
   at::Tensor mine = own(x, fd, c);
   at::Tensor left = at::zeros_like(mine.narrow(fd, 0, pad));
   at::Tensor right = at::zeros_like(left);
-  if (c > 0) left = own(x, fd, c - 1).narrow(fd, kLengths[c - 1] - pad, pad);
-  if (c + 1 < static_cast<int64_t>(kLengths.size())) right = own(x, fd, c + 1).narrow(fd, 0, pad);
+  const int64_t before = (c + C - 1) % C, after = (c + 1) % C;
+  if (c > 0 || ring) left = own(x, fd, before).narrow(fd, kLengths[before] - pad, pad);
+  if (c + 1 < C || ring) right = own(x, fd, after).narrow(fd, 0, pad);
   return at::cat({left, mine, right}, fd);
 }
 
@@ -88,6 +90,19 @@ TEST_F(UnequalClips, HalosComeFromTheNeighboursOwnFrames) {
   EXPECT_FALSE(halos[3][8 + pad].item<bool>());      // clip 3's right halo (the video's end)
   EXPECT_TRUE(halos[2][8 + pad].item<bool>());       // clip 2's right halo, right after its 8 frames
   EXPECT_FALSE(slot_validity(ClipLayout::make(4, 8, *comm_), pad, c10::kCPU).defined());
+}
+
+TEST_F(UnequalClips, OnARingTheEndsAreNeighbours) {
+  const int64_t pad = 3, fd = 3;
+  const ClipLayout ring = ClipLayout::make(kLengths, *comm_, /*ring=*/true);
+  at::Tensor x = slotted({2, 4, 3, 9, 2}, fd, std::numeric_limits<double>::quiet_NaN());
+  at::Tensor ext = extend_with_halos(x, fd, pad, ring, *comm_);
+  for (int64_t c = 0; c < 4; ++c) {
+    at::Tensor got = ext.narrow(1, c, 1).narrow(fd, 0, kLengths[c] + 2 * pad);
+    EXPECT_TRUE(at::equal(got, with_halos(x, fd, c, pad, /*ring=*/true))) << "clip " << c;
+  }
+  // No zero halo anywhere: with edge masking only the padding is masked.
+  EXPECT_TRUE(at::equal(halo_validity(ring, pad, c10::kCPU), slot_validity(ring, pad, c10::kCPU)));
 }
 
 TEST_F(UnequalClips, GlobalFramesAreSampledFromEachClipsOwnFrames) {
