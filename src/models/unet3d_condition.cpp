@@ -224,9 +224,12 @@ at::Tensor UNet3DConditionModelImpl::forward(const at::Tensor& sample, const at:
   VI_CHECK(sample.dim() == 5 && sample.size(1) == config_.in_channels,
            "UNet: sample must be [B, {}, F, h, w], got {}", config_.in_channels, core::shape_str(sample.sizes().vec()));
   const int64_t B = sample.size(0), C = sample.size(1), F = sample.size(2), H = sample.size(3), W = sample.size(4);
-  VI_CHECK(encoder_hidden_states.dim() == 3 && encoder_hidden_states.size(0) == B &&
+  // Per sample [B, S, D], or per frame [B*F, S, D] (sample-major, frame-minor).
+  const bool per_frame = encoder_hidden_states.dim() == 3 && encoder_hidden_states.size(0) == B * F;
+  VI_CHECK(encoder_hidden_states.dim() == 3 && (encoder_hidden_states.size(0) == B || per_frame) &&
                encoder_hidden_states.size(2) == config_.cross_attention_dim,
-           "UNet: encoder_hidden_states must be [{}, S, {}], got {}", B, config_.cross_attention_dim,
+           "UNet: encoder_hidden_states must be [{}, S, {}] or per frame [{}, S, {}], got {}", B,
+           config_.cross_attention_dim, B * F, config_.cross_attention_dim,
            core::shape_str(encoder_hidden_states.sizes().vec()));
   at::Tensor t = timestep.reshape({-1});
   VI_CHECK(t.numel() == 1 || t.numel() == B, "UNet: {} timesteps for a batch of {}", t.numel(), B);
@@ -239,7 +242,7 @@ at::Tensor UNet3DConditionModelImpl::forward(const at::Tensor& sample, const at:
   };
   ctx.begin_call(t[0].item<double>(), B);
 
-  // 1. Time (and fps) embedding, repeated per frame; text states repeated per frame.
+  // 1. Time (and fps) embedding, repeated per frame; text states repeated per frame (unless given per frame).
   at::Tensor t_emb = timestep_embedding(t.to(dev).expand({B}), c0, true, 0).to(dt);  // [B, c0]
   stage("time_proj", t_emb);
   at::Tensor emb = time_embedding_->forward(t_emb);  // [B, 4*c0]
@@ -253,7 +256,8 @@ at::Tensor UNet3DConditionModelImpl::forward(const at::Tensor& sample, const at:
   }
   stage("time_embedding", emb);
   emb = emb.repeat_interleave(F, 0);                                                       // [B*F, 4*c0]
-  at::Tensor context = encoder_hidden_states.to(dev, dt).repeat_interleave(F, 0);          // [B*F, S, D]
+  at::Tensor context = encoder_hidden_states.to(dev, dt);
+  if (!per_frame) context = context.repeat_interleave(F, 0);                                // [B*F, S, D]
 
   // 2. Pre-process: frames into the batch, conv_in, transformer_in.
   FrameRun run{ctx, F, frame_chunk_};

@@ -65,7 +65,9 @@ class UNet3DConditionModelImpl : public torch::nn::Module {
   explicit UNet3DConditionModelImpl(const UNet3DConfig& config);
 
   // sample [B, in, F, h, w], timestep: a 0-d tensor or [B] (any dtype), encoder_hidden_states
-  // [B, S, cross_attention_dim] (the CFG batch [uncond, cond] rides along in B), fps (used when
+  // [B, S, cross_attention_dim] (the CFG batch [uncond, cond] rides along in B) or per frame
+  // [B*F, S, cross_attention_dim] (row b*F + f for frame f of sample b: the spatial
+  // cross-attention runs per frame; the temporal layers see no text), fps (used when
   // config.fps_cond). Inputs are converted to the model's dtype and device; returns
   // [B, out, F, h, w] in the model's dtype. Wrap calls in c10::InferenceMode.
   at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& encoder_hidden_states,

@@ -8,6 +8,7 @@
 #include "core/check.h"
 #include "core/run_record.h"
 #include "core/temp_files.h"
+#include "pipeline/prompt_travel.h"
 
 namespace fs = std::filesystem;
 
@@ -34,7 +35,7 @@ video::Mp4Options FileSink::mp4_options() const {
 }
 
 std::vector<std::pair<std::string, std::string>> mp4_metadata(const GenerationConfig& cfg) {
-  const auto lines = clip_prompt_report(cfg).lines;
+  const auto lines = prompt_report(cfg).lines;
   std::string prompts = lines.size() == 1 ? clip_prompts(cfg).front() : std::string();
   for (size_t i = 0; lines.size() > 1 && i < lines.size(); ++i) prompts += (i == 0 ? "" : "\n") + lines[i];
   return {{"description", prompts},

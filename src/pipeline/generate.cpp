@@ -19,6 +19,7 @@
 #include "pipeline/peak_memory.h"
 #include "pipeline/progress.h"
 #include "pipeline/plan.h"
+#include "pipeline/prompt_travel.h"
 
 namespace fs = std::filesystem;
 
@@ -208,7 +209,7 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
                comm.world_size(), comm.world_size() == 1 ? "" : "s", device.str(), cfg.width, cfg.height, cfg.steps,
                cfg.scheduler, c10::toString(dtype));
   if (comm.rank() == 0) {
-    const ClipPromptReport prompts = clip_prompt_report(cfg);
+    const ClipPromptReport prompts = prompt_report(cfg);
     for (const auto& w : prompts.warnings) spdlog::warn("{}", w);
     for (const auto& line : prompts.lines) spdlog::info("{}", line);
   }

@@ -451,8 +451,12 @@ Plan make_plan(const GenerationConfig& cfg, const ModelShapes& m, int world_size
   {
     const auto& t = m.text;
     const double rows = static_cast<double>(2 * Cl * t.max_position_embeddings);
-    const double act = rows * static_cast<double>(8 * t.hidden_size + 2 * t.intermediate_size +
-                                                  2 * t.num_attention_heads * t.max_position_embeddings) * e;
+    double act = rows * static_cast<double>(8 * t.hidden_size + 2 * t.intermediate_size +
+                                            2 * t.num_attention_heads * t.max_position_embeddings) * e;
+    if (cfg.prompt_blend >= 0) {
+      // Prompt travel: the per-frame states [2 Cl F, 77, D] and their cond half blended in fp32.
+      act += static_cast<double>(Cl * F * t.max_position_embeddings * t.hidden_size) * (2 * e + 4);
+    }
     p.stages.push_back({"text", base + weights + act, act, "text states"});
   }
   // 3-4. Denoise: one UNet call of the CFG batch (or one branch with --cfg-serial), plus the
@@ -468,7 +472,12 @@ Plan make_plan(const GenerationConfig& cfg, const ModelShapes& m, int world_size
     auto [elements, where] = walk.run();
     const double latents = static_cast<double>(Cl * p.latent_channels * F * h * w);
     const double fp32 = latents * 4 * 10;  // latents, model input, eps (2 branches), guided, noise, history
-    const double act = elements * e + fp32;
+    double act = elements * e + fp32;
+    // Prompt travel hands the UNet per-frame states, used in place of its repeat (counted in the
+    // walk); with --cfg-serial the other branch's rows stay held too.
+    if (cfg.prompt_blend >= 0 && cfg.cfg_serial) {
+      act += static_cast<double>(Cl * F * m.text.max_position_embeddings * m.unet.cross_attention_dim) * e;
+    }
     p.stages.push_back({"denoise", base + weights + act, act, "UNet at " + where});
   }
   // 5. Decode: one clip at a time, --vae-chunk frames per decoder call; the clip's images

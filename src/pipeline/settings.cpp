@@ -63,8 +63,9 @@ const std::vector<Setting> kSettings = {
   {"negative_prompt", "-n,--negative-prompt", "Negative prompt for classifier-free guidance", R,
    VI_FIELD(negative_prompt)},
   {"prompt_blend", "--prompt-blend",
-   "Prompt travel: every frame takes its own prompt, text states blended linearly over N frames around each "
-   "prompt boundary (0: a hard switch at the boundary frame; -1: one prompt per clip)",
+   "Prompt travel: each frame takes the prompt of its frame range (or its clip's -p prompt), text states blended "
+   "linearly over N frames centred on each prompt change, not across the ends with --loop (0: a hard switch; -1: "
+   "one prompt per clip)",
    R, VI_FIELD(prompt_blend), at_least(-1, ">= -1 (-1: one prompt per clip)")},
   // Video geometry
   {"frames", "--frames,--num-frames", "Total frames, any count (clips differ by one frame when --clips does not divide it; 0: frames-per-clip x clips)", R, VI_FIELD(frames),

@@ -12,6 +12,7 @@
 #include "core/json_config.h"
 #include "core/safetensors.h"
 #include "parallel/temporal_strategy.h"
+#include "pipeline/prompt_travel.h"
 #include "pipeline/settings.h"
 #include "schedulers/registry.h"
 
@@ -136,6 +137,11 @@ void TextToVideoPipeline::load() {
 at::Tensor TextToVideoPipeline::encode_text() {
   c10::InferenceMode guard;
   auto t0 = Clock::now();
+  if (config_.prompt_blend >= 0) {
+    at::Tensor states = encode_frame_text();
+    times_.text = seconds_since(t0);
+    return states;
+  }
   const auto prompts = clip_prompts(config_);
   std::vector<std::string> texts(static_cast<size_t>(layout_.local_clips), config_.negative_prompt);
   for (int64_t j = 0; j < layout_.local_clips; ++j) texts.push_back(prompts[static_cast<size_t>(layout_.first_clip + j)]);
@@ -152,6 +158,22 @@ at::Tensor TextToVideoPipeline::encode_text() {
   at::Tensor states = text_encoder_->forward(at::stack(ids).to(device_));  // [2Cl, 77, D]
   times_.text = seconds_since(t0);
   return states;
+}
+
+// 2 with prompt travel: each distinct prompt encoded once, blended per frame slot.
+at::Tensor TextToVideoPipeline::encode_frame_text() {
+  const PromptTravel travel = prompt_travel(config_);
+  std::vector<std::string> texts{config_.negative_prompt};
+  texts.insert(texts.end(), travel.prompts.begin(), travel.prompts.end());
+  std::vector<at::Tensor> ids;
+  for (const std::string& text : texts) {
+    auto enc = tokenizer_->encode(text);
+    if (enc.truncated) spdlog::warn("prompt truncated to {} tokens: '{}'", tokenizer_->max_length(), text);
+    ids.push_back(at::tensor(enc.ids, at::TensorOptions().dtype(at::kLong)));
+  }
+  at::Tensor states = text_encoder_->forward(at::stack(ids).to(device_));  // [1 + P, 77, D]
+  return frame_text_states(slot_weights(travel, layout_), states.narrow(0, 1, states.size(0) - 1),
+                           states.narrow(0, 0, 1));  // [2 Cl F, 77, D]
 }
 
 // 3. Initial noise per clip.
@@ -278,13 +300,16 @@ at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& te
 // uncond + guidance * (cond - uncond), fp32 [Cl, C, F, h, w].
 at::Tensor TextToVideoPipeline::guided_prediction(const at::Tensor& latents, int64_t t, const at::Tensor& text_states) {
   const int64_t Cl = layout_.local_clips;
+  const int64_t branch_rows = text_states.size(0) / 2;  // Cl, or Cl * F with per-frame states
   // [Cl, C, F, h, w] -> the CFG batch [uncond clips | cond clips].
   at::Tensor model_in = scheduler_->scale_model_input(latents, t).to(device_, dtype_);
   at::Tensor uncond, cond;
   if (config_.cfg_serial) {
     // Two calls of Cl clips each: half the activation memory, the same exchanges per branch.
-    uncond = unet_->forward(model_in, static_cast<double>(t), text_states.narrow(0, 0, Cl), config_.fps, *context_);
-    cond = unet_->forward(model_in, static_cast<double>(t), text_states.narrow(0, Cl, Cl), config_.fps, *context_);
+    uncond = unet_->forward(model_in, static_cast<double>(t), text_states.narrow(0, 0, branch_rows), config_.fps,
+                            *context_);
+    cond = unet_->forward(model_in, static_cast<double>(t), text_states.narrow(0, branch_rows, branch_rows),
+                          config_.fps, *context_);
     uncond = uncond.to(at::kFloat);
     cond = cond.to(at::kFloat);
   } else {

@@ -52,7 +52,9 @@ class TextToVideoPipeline {
 
   // Stage 1: every component from disk.
   void load();
-  // Stage 2: [2 * Cl, 77, D] text states, laid out [uncond x Cl | cond of each local clip].
+  // Stage 2: [2 * Cl, 77, D] text states, laid out [uncond x Cl | cond of each local clip]; with
+  // --prompt-blend >= 0 (prompt travel) per frame, [2 * Cl * F, 77, D] laid out the same with
+  // each clip's F frame slots in turn (pipeline/prompt_travel.h).
   at::Tensor encode_text();
   // Stage 3: [Cl, 4, F, h, w] fp32: N(0,1) from a generator seeded seed + clip index (the
   // reference seeds seed + rank), or the slice of --init-latents for these clips.
@@ -75,6 +77,7 @@ class TextToVideoPipeline {
   std::string scheduler_name() const { return scheduler_->name(); }
 
  private:
+  at::Tensor encode_frame_text();
   void write_checkpoint(int64_t steps_done, const at::Tensor& latents);
   at::Tensor guided_prediction(const at::Tensor& latents, int64_t t, const at::Tensor& text_states);
   at::Tensor step_noise(int64_t step, const at::Tensor& guided);

@@ -1,7 +1,8 @@
 // Prompts and config files end to end on a random tiny model: an unquoted prompt is refused with
 // the quoting that was meant; the log says which prompt each clip takes and warns about prompts
 // no clip takes; flags override a --config file (the reference's too); a sidecar replays its run
-// to the same latents; the MP4 carries the prompts and the seed as tags.
+// to the same latents; the MP4 carries the prompts and the seed as tags; prompt travel logs its
+// blends and records --prompt-blend in the sidecar.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -186,6 +187,29 @@ TEST_F(PromptsConfigTest, SidecarReplaysTheRunToTheSameLatents) {
   EXPECT_NE(tags.at("comment").find("seed 5, 2 steps of dpmpp-2m-sde, guidance 12, negative prompt \"blurry\""),
             std::string::npos)
       << tags.at("comment");
+}
+
+TEST_F(PromptsConfigTest, PromptTravelLogsEachBlendAndTheSidecarRecordsIt) {
+  // A range starting inside clip 0 of 2, blended over 4 frames: frames 10-13 mix the two prompts.
+  vi::test::write_file(dir_ + "/travel.txt", "0-11: a red fox\n12-: a grey wolf\n");
+  const std::string out = dir_ + "/travel.mp4";
+  auto r = run_command(bin() + small() + " --frames 16 --clips 2 --prompts-file " + dir_ +
+                       "/travel.txt --prompt-blend 4 --progress none --output " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string lines[] = {R"([info] frames 0-11: "a red fox")",
+                               R"([info] frames 10-13 blend "a red fox" -> "a grey wolf")",
+                               R"([info] frames 12-15: "a grey wolf")"};
+  size_t at = 0;
+  for (const std::string& line : lines) {
+    at = r.output.find(line, at);
+    EXPECT_NE(at, std::string::npos) << line << " (in this order)\n" << r.output;
+  }
+  EXPECT_EQ(r.output.find("[warning]"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("clip 0 (frames"), std::string::npos) << "no per-clip lines\n" << r.output;
+  EXPECT_EQ(sidecar(out)["settings"]["prompt_blend"], 4);
+  if (!vi::video::mp4_supported()) return;
+  EXPECT_EQ(mp4_tags(out)["description"], "frames 0-11: \"a red fox\"\nframes 10-13 blend \"a red fox\" -> "
+                                          "\"a grey wolf\"\nframes 12-15: \"a grey wolf\"");
 }
 
 }  // namespace

@@ -101,6 +101,33 @@ TEST(UNetForward, FrameChunksGiveTheSameOutput) {
   check("frame_chunk 3 vs reference", chunked, golden(kFile, "cfg.out"));
 }
 
+// Text states per frame ([B*F, S, D], prompt travel) that repeat each sample's states give the
+// per-sample output (the same rows where the UNet repeats them itself: exactly). Then frames of
+// one sample given the other sample's text: that sample's output moves, the other's does not.
+// (Frame chunks with per-frame states: test_prompt_travel_mpi.)
+TEST(UNetForward, PerFrameTextStatesOfEqualRowsGiveThePerSampleOutput) {
+  auto& model = tiny_unet();
+  c10::InferenceMode guard;
+  vi::models::PlainTemporalContext ctx;
+  at::Tensor sample = golden(kFile, "cfg.sample"), text = golden(kFile, "cfg.encoder_hidden_states");
+  const int64_t F = sample.size(2);
+  const at::Tensor per_frame = text.repeat_interleave(F, 0);  // [B*F, S, D]
+  const at::Tensor whole = model->forward(sample, 958.0, text, 24, ctx);
+  const double rel = rel_error(model->forward(sample, 958.0, per_frame, 24, ctx), whole);
+  std::printf("  per-frame text states vs per sample: rel %.3e (tolerance 1e-6)\n", rel);
+  EXPECT_LE(rel, 1e-6);
+  at::Tensor mixed = per_frame.clone();
+  mixed.narrow(0, F, F / 2).copy_(per_frame.narrow(0, 0, F / 2));  // sample 1's first frames: sample 0's text
+  const at::Tensor out = model->forward(sample, 958.0, mixed, 24, ctx);
+  const double moved = rel_error(out[1], whole[1]);
+  std::printf("  sample 1 with sample 0's text on half its frames: rel %.3e from before\n", moved);
+  EXPECT_LE(rel_error(out[0], whole[0]), 1e-6) << "sample 0 is untouched";
+  EXPECT_GT(moved, 1e-3) << "sample 1 sees the other text on half its frames";
+  EXPECT_NE(vi::test::error_of([&] { model->forward(sample, 958.0, per_frame.narrow(0, 0, F + 1), 24, ctx); })
+                .find("encoder_hidden_states must be [2, S, 32] or per frame [" + std::to_string(2 * F) + ", S, 32]"),
+            std::string::npos);
+}
+
 // The "tiny" preset of make-test-model is the reference tiny model's config, field by field.
 TEST(UNetForward, TinyPresetIsTheReferenceConfig) {
   const auto ref = vi::models::UNet3DConfig::load(vi::test::tiny_unet_dir() + "/config.json");
