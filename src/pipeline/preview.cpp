@@ -152,7 +152,8 @@ void prepare_preview(const GenerationConfig& config) {
   VI_CHECK(video::mp4_supported(), "--preview-every needs a build with ffmpeg (the preview is an MP4 video)");
   VI_CHECK(!config.output.empty(), "--preview-every needs --output (the preview is <output>.preview.mp4)");
   const std::string path = preview_path(config.output);
-  core::check_new_output(path, "--preview-every (its preview <output>.preview.mp4)", config.overwrite);
+  // A resumed job finds the preview its interrupted run left: its own, replaced as it goes.
+  core::check_new_output(path, "--preview-every (its preview <output>.preview.mp4)", config.overwrite || config.resume);
   core::remove_stale_temporaries(path);  // of a rank 0 SIGKILLed while writing a preview
 }
 

@@ -69,7 +69,8 @@ at::Tensor upsample_frames(const at::Tensor& frames, int64_t factor);
 std::string preview_path(const std::string& output);
 
 // Rank 0, before any work (with the other outputs): refuses --preview-every without an MP4
-// writer or an --output, and an existing preview unless --overwrite. Nothing without the flag.
+// writer or an --output, and an existing preview unless --overwrite or --resume (an interrupted
+// run leaves its preview). Nothing without the flag.
 void prepare_preview(const GenerationConfig& config);
 
 struct PreviewOptions {

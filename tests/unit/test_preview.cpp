@@ -199,7 +199,7 @@ TEST(LivePreviewLocal, WritesTheLatestAndWarnsOnFailure) {
   fs::remove_all(dir);
 }
 
-TEST(PreviewOutput, AnExistingPreviewIsRefusedUnlessOverwrite) {
+TEST(PreviewOutput, AnExistingPreviewIsRefusedUnlessOverwriteOrResume) {
   if (!video::mp4_supported()) GTEST_SKIP() << "no ffmpeg in this build";
   const std::string dir = test::make_temp_dir("preview_out");
   GenerationConfig c;
@@ -211,6 +211,9 @@ TEST(PreviewOutput, AnExistingPreviewIsRefusedUnlessOverwrite) {
   const std::string e = test::error_of([&] { prepare_preview(c); });
   EXPECT_NE(e.find("--preview-every"), std::string::npos) << e;
   EXPECT_NE(e.find("exists"), std::string::npos) << e;
+  c.resume = true;  // the interrupted run's own preview
+  EXPECT_EQ(test::error_of([&] { prepare_preview(c); }), "");
+  c.resume = false;
   c.overwrite = true;
   EXPECT_EQ(test::error_of([&] { prepare_preview(c); }), "");
   fs::remove_all(dir);
