@@ -7,18 +7,25 @@
 // FLOPs: our own count (models/unet3d_flops: convs, linears, Q K^T and A V with the dual-scope
 // keys per query 2P+1+G and the Pc conv halos), unless --gflop-per-frame overrides it;
 // --count-flops prints that count's breakdown for the first frame count and exits.
+// --preview-every K: per frame count, also 2K steps without and 2K steps with the live preview
+// (pipeline/preview.h: x0, projection, one all-gather, rank 0's encoder thread writing
+// --preview-out) side by side, the map fitted first to a random VAE of the preset; prints the
+// preview's cost as % of a step. With --preview-only no UNet runs: the preview's own cost at a
+// shape too large for the CPU's steps (e.g. one H200 rank's 288 frames at 320x512), x0 random.
 //   bench_denoise_step --preset videocrafter2 --device cuda --dtype bf16 --frames 24,96,288
 //       [--height 320 --width 512 --frames-per-clip 24 --iters 3 --frame-chunk 0 --channels-last --cfg-serial
 //        --gflop-per-frame G --peak-tflops 989 --until-oom --sync-comm --no-cudnn-benchmark --count-flops
-//        --json out.json]
+//        --preview-every K --preview-out PATH --preview-only --json out.json]
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -30,7 +37,10 @@
 #include "models/unet3d_flops.h"
 #include "parallel/dual_scope_context.h"
 #include "parallel/timed_communicator.h"
+#include "pipeline/preview.h"
 #include "pipeline/text_to_video.h"
+#include "testing/random_init.h"
+#include "testing/test_model_text_vae.h"
 #include "tool_main.h"
 #include "torch_cuda_stats.h"
 
@@ -101,6 +111,76 @@ void print_flop_breakdown(const models::UNet3DConfig& config, const std::string&
   std::printf("| **total** | **%.2f** | **%.2f** |\n", p.total() / f, d.total() / f);
 }
 
+// --preview-every: after K steps with a preview (untimed: the map is fitted there), 3 rounds of
+// K steps without and K steps with a preview, alternating so that both see the same machine
+// (other jobs on it come and go). The preview comes at the first step of its block, so its
+// encoding overlaps the rest of the block, as it overlaps the next K steps in a run. x0 comes
+// from the guided output with a fixed alpha_prod_t (the pipeline takes the scheduler's: the same
+// element-wise cost).
+nlohmann::json measure_preview(const std::string& preset, int64_t every, const std::string& out,
+                               const at::Tensor& latents, const std::function<at::Tensor()>& step,
+                               const parallel::ClipLayout& layout, parallel::Communicator& comm, c10::Device device,
+                               c10::ScalarType dtype) {
+  models::AutoencoderKL vae(vi::testing::vae_preset(preset));
+  vi::testing::randomize_parameters(*vae, 1);
+  vae->to(device, dtype);
+  pipeline::PreviewOptions options;
+  options.path = comm.rank() == 0 ? out : std::string();
+  pipeline::LivePreview live(
+      layout, comm,
+      [&](const at::Tensor& z) {
+        return vae->decode_latents(z.to(device, dtype).permute({1, 0, 2, 3}).unsqueeze(0), 1).squeeze(0)
+            .permute({1, 0, 2, 3}).to(at::kFloat);
+      },
+      options);
+  const float alpha = 0.5f, sqrt_alpha = std::sqrt(alpha), sqrt_beta = std::sqrt(1.0f - alpha);
+  const at::Tensor x = latents.to(at::kFloat);
+  auto x0_of = [&](const at::Tensor& guided) { return (x - guided.to(at::kFloat) * sqrt_beta) / sqrt_alpha; };
+  auto timed_block = [&](bool preview) {
+    tools::synchronize(device);
+    comm.barrier();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < every; ++i) {
+      at::Tensor guided = step();
+      if (preview && i == 0) live.add(i, x0_of(guided));
+    }
+    tools::synchronize(device);
+    comm.barrier();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  timed_block(true);  // the fit and a first preview
+  const double loop_before = live.record()["loop_seconds"].get<double>();
+  constexpr int kRounds = 3;
+  double plain = 0, with = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    plain += timed_block(false);
+    with += timed_block(true);
+  }
+  plain /= static_cast<double>(kRounds * every);
+  with /= static_cast<double>(kRounds * every);
+  live.finish();
+  nlohmann::json r = live.record();
+  const double loop_per_preview = (r["loop_seconds"].get<double>() - loop_before) / kRounds;
+  r["every"] = every;
+  r["step_s_without"] = plain;
+  r["step_s_with"] = with;
+  r["overhead_pct_of_step_measured"] = 100.0 * (with - plain) / plain;
+  r["loop_s_per_preview"] = loop_per_preview;
+  r["overhead_pct_of_step_loop"] = 100.0 * loop_per_preview / (static_cast<double>(every) * plain);
+  if (comm.rank() == 0) {
+    std::printf("preview every %lld steps: %.3f s/step without, %.3f s/step with (%+.2f %% measured); on the loop "
+                "%.1f ms per preview = %.3f %% of a step at K = %lld; encoder thread %.1f ms per preview (%lld "
+                "written, %lld replaced while waiting); fit %.2f s once\n",
+                static_cast<long long>(every), plain, with, r["overhead_pct_of_step_measured"].get<double>(),
+                1e3 * loop_per_preview, r["overhead_pct_of_step_loop"].get<double>(), static_cast<long long>(every),
+                1e3 * r["encode_seconds"].get<double>() / std::max<int64_t>(r["written"].get<int64_t>(), 1),
+                static_cast<long long>(r["written"].get<int64_t>()),
+                static_cast<long long>(r["replaced_while_waiting"].get<int64_t>()), r["fit_seconds"].get<double>());
+    std::fflush(stdout);
+  }
+  return r;
+}
+
 }  // namespace
 
 int run(int argc, char** argv) {
@@ -110,7 +190,9 @@ int run(int argc, char** argv) {
   int64_t height = 320, width = 512, per_clip = 24, iters = 3, frame_chunk = 0;
   double gflop_override = 0, peak_tflops = 0;
   bool until_oom = false, channels_last = false, count_flops = false, sync_comm = false, cfg_serial = false;
-  bool cudnn_benchmark = true;
+  bool cudnn_benchmark = true, preview_only = false;
+  int64_t preview_every = 0;
+  std::string preview_out = "/tmp/bench_denoise_step.preview.mp4";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -135,6 +217,9 @@ int run(int argc, char** argv) {
     else if (a == "--sync-comm") sync_comm = true;
     else if (a == "--no-cudnn-benchmark") cudnn_benchmark = false;
     else if (a == "--json") json_path = next();
+    else if (a == "--preview-every") preview_every = std::stoll(next());
+    else if (a == "--preview-out") preview_out = next();
+    else if (a == "--preview-only") preview_only = true;
     else {
       std::fprintf(stderr, "unknown argument %s (see the comment at the top of bench_denoise_step.cpp)\n", a.c_str());
       parallel::finalize_launch();
@@ -206,6 +291,42 @@ int run(int argc, char** argv) {
         at::Tensor eps = unet->forward(latents, 500.0, text, 24.0, ctx);
         return eps.narrow(0, 0, local) + 12.0 * (eps.narrow(0, local, local) - eps.narrow(0, 0, local));
       };
+      if (preview_only) {
+        // 1 + 3 previews of random x0; the map fitted to a random VAE on the first.
+        models::AutoencoderKL vae(vi::testing::vae_preset(preset));
+        vi::testing::randomize_parameters(*vae, 1);
+        vae->to(device, dtype);
+        pipeline::PreviewOptions po;
+        po.path = comm.rank() == 0 ? preview_out : std::string();
+        pipeline::LivePreview live(
+            layout, comm,
+            [&](const at::Tensor& z) {
+              return vae->decode_latents(z.to(device, dtype).permute({1, 0, 2, 3}).unsqueeze(0), 1).squeeze(0)
+                  .permute({1, 0, 2, 3}).to(at::kFloat);
+            },
+            po);
+        at::Tensor x0 = at::randn({local, unet->config().in_channels, per_clip, h, w},
+                                  at::TensorOptions().device(device).dtype(at::kFloat));
+        live.add(0, x0);
+        const double loop_before = live.record()["loop_seconds"].get<double>();
+        for (int64_t i = 1; i <= 3; ++i) live.add(i, x0);
+        tools::synchronize(device);
+        const double loop = (live.record()["loop_seconds"].get<double>() - loop_before) / 3.0;
+        live.finish();
+        nlohmann::json r = live.record();
+        r["loop_s_per_preview"] = loop;
+        if (root) {
+          std::printf("| %lld | preview only: on the loop %.1f ms per preview (x0 projected + all-gather + rank 0's copy); "
+                      "encoder thread %.0f ms per preview (%lld written, %lld replaced); fit %.2f s once |\n",
+                      static_cast<long long>(frames), 1e3 * loop,
+                      1e3 * r["encode_seconds"].get<double>() / std::max<int64_t>(r["written"].get<int64_t>(), 1),
+                      static_cast<long long>(r["written"].get<int64_t>()),
+                      static_cast<long long>(r["replaced_while_waiting"].get<int64_t>()), r["fit_seconds"].get<double>());
+          std::fflush(stdout);
+        }
+        rows.push_back({{"frames", frames}, {"ranks", ranks}, {"preview", r}});
+        continue;
+      }
       step();  // warm-up (cuDNN autotuning, allocator)
       tools::synchronize(device);
       comm.barrier();
@@ -236,11 +357,14 @@ int run(int argc, char** argv) {
                     100.0 * comm_s / my_s, mb_per_call, peak_mb);
         std::fflush(stdout);
       }
+      nlohmann::json preview;
+      if (preview_every > 0) preview = measure_preview(preset, preview_every, preview_out, latents.narrow(0, 0, local),
+                                                       step, layout, comm, device, dtype);
       rows.push_back({{"frames", frames}, {"ranks", ranks}, {"s_per_step", s}, {"frames_per_s", frames / s},
                       {"gflop_per_frame", gflop_per_frame}, {"gflop_source", gflop_override > 0 ? "flag" : "count"},
                       {"tflops", tflops}, {"comm_s_per_step_rank0", comm_s}, {"comm_share_rank0", comm_s / my_s},
                       {"mb_sent_per_unet_call_rank0", mb_per_call}, {"peak_mb", peak_mb},
-                      {"channels_last", channels_last}, {"cudnn_benchmark", cudnn_benchmark}});
+                      {"channels_last", channels_last}, {"cudnn_benchmark", cudnn_benchmark}, {"preview", preview}});
     } catch (const std::exception& e) {
       if (root) {
         std::printf("| %lld | failed: %s |\n", static_cast<long long>(frames), std::string(e.what()).substr(0, 80).c_str());

@@ -25,6 +25,8 @@ struct Mp4Options {
   int mpeg4_qscale = 2;       // MPEG-4 fixed quantiser, 1..31 (2: visually lossless)
   // Container tags (libavformat keys the MP4 muxer writes: "comment", "description", "title", ...).
   std::vector<std::pair<std::string, std::string>> metadata;
+  // No "writing" / "wrote" lines at info (the live preview rewrites its file every few steps).
+  bool quiet = false;
 };
 
 class VideoWriter {

@@ -19,6 +19,7 @@
 #include "pipeline/peak_memory.h"
 #include "pipeline/progress.h"
 #include "pipeline/plan.h"
+#include "pipeline/preview.h"
 #include "pipeline/prompt_travel.h"
 
 namespace fs = std::filesystem;
@@ -46,6 +47,7 @@ void check_outputs(const GenerationConfig& cfg, parallel::Communicator& comm, Fr
   if (comm.rank() == 0) {
     try {
       sink.prepare();
+      prepare_preview(cfg);
       if (!cfg.save_latents.empty()) {
         core::check_new_output(cfg.save_latents, "--save-latents", cfg.overwrite);
         core::check_writable(cfg.save_latents, "--save-latents");
@@ -204,7 +206,10 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
     if (hooks.on_step) hooks.on_step(i, n, seconds);
     progress.step(i, n, seconds);
   };
+  std::unique_ptr<LivePreview> preview;  // --preview-every: made once the pipeline (its VAE) exists
+  if (cfg.preview_every > 0) options.on_x0 = [&preview](int64_t i, const at::Tensor& x0) { preview->add(i, x0); };
   TextToVideoPipeline pipe(cfg, comm, device, dtype, options);
+  if (cfg.preview_every > 0) preview = make_live_preview(cfg, comm, pipe);
   spdlog::info("{} frames = {} on {} rank{} ({}), {}x{}, {} steps of {}, {}", cfg.frames, clips_phrase(cfg),
                comm.world_size(), comm.world_size() == 1 ? "" : "s", device.str(), cfg.width, cfg.height, cfg.steps,
                cfg.scheduler, c10::toString(dtype));
@@ -224,6 +229,7 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
   const int64_t first_step = pipe.resume(latents);   // 3b
   progress.stage("denoise");
   latents = pipe.denoise(latents, text, first_step); // 4
+  if (preview) preview->finish();                    // the last preview written before decoding
 
   progress.decode_begins();
   if (comm.rank() == 0) sink.open();
@@ -253,6 +259,7 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
     sidecar = sidecar_json(cfg, pipe, comm, sink, streamed.encode_seconds, seconds_since(t_start));
     sidecar["peak_memory"] = peak_memory;
     sidecar["memory"] = memory;
+    if (preview) sidecar["preview"] = preview->record();
     core::write_file_atomically(sink.sidecar_path(), sidecar.dump(2) + "\n");
     progress.done({{"output", sink.summary().empty() ? nlohmann::json(nullptr) : nlohmann::json(cfg.output)},
                    {"sidecar", sink.sidecar_path()}, {"times_s", sidecar["times_s"]}, {"peak_memory", peak_memory}});

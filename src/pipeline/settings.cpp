@@ -168,7 +168,7 @@ const std::vector<Setting> kSettings = {
    VI_FIELD(plan_json)},
   {"preview_every", "--preview-every",
    "Every K steps rank 0 replaces <output>.preview.mp4 with the current estimate of the whole video (a cheap "
-   "latent-to-RGB projection at half size; 0: none)",
+   "latent-to-RGB projection at half size; the last one stays; 0: none)",
    Run, VI_FIELD(preview_every), at_least(0)},
   {"seam_threshold", "--seam-threshold",
    "Seam report: flag a clip boundary whose change exceeds this many times the median change between frames "

@@ -277,6 +277,9 @@ at::Tensor TextToVideoPipeline::denoise(at::Tensor latents, const at::Tensor& te
     at::Tensor guided = guided_prediction(latents, t, text_states);
     // Per call of the whole CFG batch: the two serial calls together send what one batched call does.
     if (i == static_cast<size_t>(first_step)) times_.bytes_per_unet_call = comm_.bytes_sent() - call_start;
+    if (options_.on_x0 && config_.preview_every > 0 && (i + 1) % static_cast<size_t>(config_.preview_every) == 0) {
+      options_.on_x0(static_cast<int64_t>(i), scheduler_->predicted_original_sample(guided, t, latents));
+    }
     at::Tensor noise = scheduler_->is_stochastic() ? step_noise(static_cast<int64_t>(i), guided) : at::Tensor();
     at::Tensor prev = scheduler_->step(frames_first(guided), t, frames_first(latents), nullptr, noise);
     latents = prev.reshape({Cl, F, latents.size(1), latents.size(3), latents.size(4)}).permute({0, 2, 1, 3, 4}).contiguous();
@@ -347,6 +350,12 @@ at::Tensor TextToVideoPipeline::decode_clip(const at::Tensor& latents, int64_t l
   at::Tensor frames = models::to_uint8_frames(images);                      // [F, H, W, 3]
   times_.decode += seconds_since(t0);
   return frames;
+}
+
+at::Tensor TextToVideoPipeline::decode_images(const at::Tensor& latents) {
+  c10::InferenceMode guard;
+  at::Tensor z = latents.to(device_, dtype_).permute({1, 0, 2, 3}).unsqueeze(0);  // [1, 4, N, h, w]
+  return vae_->decode_latents(z, config_.vae_chunk).squeeze(0).permute({1, 0, 2, 3}).to(at::kFloat);
 }
 
 }  // namespace vi::pipeline

@@ -34,6 +34,10 @@ struct PipelineOptions {
   std::function<void(int64_t, int64_t, double)> on_step;
   // Called after every step with the local latents [Cl, 4, F, h, w] (tests, checkpoints).
   std::function<void(int64_t, const at::Tensor&)> on_latents;
+  // Every --preview-every steps (when > 0), on every rank, before the step's update: (step index,
+  // the model's x0 prediction of the local clips [Cl, 4, F, h, w] fp32 on the device; a shorter
+  // clip's padding frames hold no data). The live preview (pipeline/preview.h) listens here.
+  std::function<void(int64_t, const at::Tensor&)> on_x0;
 };
 
 struct StageTimes {
@@ -69,6 +73,9 @@ class TextToVideoPipeline {
   at::Tensor denoise(at::Tensor latents, const at::Tensor& text_states, int64_t first_step = 0);
   // Stage 5: uint8 frames [F, H, W, 3] of local clip j.
   at::Tensor decode_clip(const at::Tensor& latents, int64_t local_clip);
+  // The VAE decode of single latent frames as the sampler leaves them: [N, 4, h, w] (any device,
+  // dtype) -> fp32 images [N, 3, 8h, 8w] in [-1, 1] on the pipeline's device (the preview's fit).
+  at::Tensor decode_images(const at::Tensor& latents);
 
   const parallel::ClipLayout& layout() const { return layout_; }
   const StageTimes& times() const { return times_; }

@@ -27,6 +27,7 @@ class DDIMScheduler : public Scheduler {
   std::string name() const override { return "ddim"; }
   void set_timesteps(int64_t num_inference_steps) override;
   bool is_stochastic() const override { return config_.eta > 0; }
+  std::string prediction_type() const override { return config_.prediction_type; }
   at::Tensor step(const at::Tensor& model_output, int64_t timestep, const at::Tensor& sample,
                   at::Generator* generator = nullptr, const at::Tensor& noise = {}) override;
   SchedulerState state() const override;

@@ -28,6 +28,20 @@ at::Tensor Scheduler::draw_noise(const at::Tensor& like, at::ScalarType dtype, a
   return at::randn(like.sizes(), gen, at::TensorOptions().dtype(dtype).device(device)).to(like.device());
 }
 
+at::Tensor Scheduler::predicted_original_sample(const at::Tensor& model_output, int64_t timestep,
+                                                const at::Tensor& sample) const {
+  VI_CHECK(timestep >= 0 && timestep < static_cast<int64_t>(alphas_cumprod_.size()), "{}: timestep {} outside [0, {})",
+           name(), timestep, alphas_cumprod_.size());
+  // Scalars in float and the tensor operations in DDIM's order, so that the two agree exactly.
+  const float alpha_prod_t = alphas_cumprod_[static_cast<size_t>(timestep)];
+  const float sqrt_alpha = std::sqrt(alpha_prod_t), sqrt_beta = std::sqrt(1.0f - alpha_prod_t);
+  const std::string type = prediction_type();
+  if (type == "epsilon") return (sample - model_output * sqrt_beta) / sqrt_alpha;
+  if (type == "sample") return model_output;
+  VI_CHECK(type == "v_prediction", "{}: prediction_type '{}'", name(), type);
+  return sample * sqrt_alpha - model_output * sqrt_beta;
+}
+
 SchedulerRecord Scheduler::record() const {
   const SchedulerState s = state();
   SchedulerRecord r;

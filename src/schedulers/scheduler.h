@@ -61,6 +61,14 @@ class Scheduler {
   virtual at::Tensor scale_model_input(const at::Tensor& sample, int64_t timestep) const { return sample; }
   // True when step() adds fresh Gaussian noise (sde-dpmsolver++, DDIM with eta > 0).
   virtual bool is_stochastic() const = 0;
+  // What the model predicts: "epsilon", "v_prediction" or "sample" (scheduler_config.json).
+  virtual std::string prediction_type() const = 0;
+
+  // The model's estimate of the clean sample x0 from its output at `timestep` for `sample`, with
+  // the training schedule's alpha_prod_t (Ref: DDIMScheduler.step, "predicted x_0", without the
+  // clipping): what a live preview shows. Does not change the state. DPM-Solver with Karras
+  // sigmas steps at the sigma the (rounded) timestep came from, so its own x0 differs slightly.
+  at::Tensor predicted_original_sample(const at::Tensor& model_output, int64_t timestep, const at::Tensor& sample) const;
 
   // One denoising step from `sample` at `timestep` to the previous (less noisy) sample.
   // Stochastic samplers take `noise` when it is defined (shape of model_output), otherwise draw

@@ -90,7 +90,7 @@ const AVOutputFormat* container_for(const std::string& path, AVCodecID codec) {
 class Mp4Writer final : public VideoWriter {
  public:
   Mp4Writer(const std::string& path, int width, int height, double fps, const Mp4Options& options)
-      : path_(path), width_(width), height_(height), fps_(fps) {
+      : path_(path), width_(width), height_(height), fps_(fps), quiet_(options.quiet) {
     temp_.path = core::temporary_path(path);
     libav::route_log_to_spdlog();
 
@@ -188,6 +188,7 @@ class Mp4Writer final : public VideoWriter {
     VI_CHECK(!ec, "cannot rename '{}' to '{}': {}", temp_.path, path_, ec.message());
     temp_.disarm();
     state_ = State::kFinished;
+    if (quiet_) return;
     std::error_code size_ec;
     const double kb = static_cast<double>(std::filesystem::file_size(path_, size_ec)) / 1e3;
     spdlog::info("wrote {}: {} frames {}x{} at {:g} fps, {}", path_, next_pts_, width_, height_,
@@ -283,6 +284,7 @@ class Mp4Writer final : public VideoWriter {
   std::string path_;
   int width_, height_;
   double fps_;
+  bool quiet_;
   std::string description_;
   RemoveOnDestroy temp_;  // declared before format_: removed after the file is closed
   libav::OutputFormatPtr format_;
@@ -331,7 +333,7 @@ std::unique_ptr<VideoWriter> open_mp4_writer(const std::string& path, int width,
            height);
   VI_CHECK(fps > 0 && fps <= 1000, "MP4 writer for '{}': fps {} is outside (0, 1000]", path, fps);
   auto writer = std::make_unique<Mp4Writer>(path, width, height, fps, options);
-  spdlog::info("writing {} ({}x{} at {:g} fps): {}", path, width, height, fps, writer->description());
+  if (!options.quiet) spdlog::info("writing {} ({}x{} at {:g} fps): {}", path, width, height, fps, writer->description());
   return writer;
 }
 

@@ -63,8 +63,9 @@ std::string GenerateTest::model_;
 TEST_F(GenerateTest, WritesMp4SidecarFramesAndLatents) {
   if (!fs::exists("/usr/bin/ffprobe")) GTEST_SKIP() << "ffprobe missing";
   const std::string out = dir_ + "/fox.mp4", frames = dir_ + "/fox_frames", latents = dir_ + "/fox.safetensors";
+  // With a live preview after every step: it must leave the video itself as it is (the PNGs below).
   auto r = run_command(launcher(ranks()) + vi::test::binary_path() + base_args() + " --frames 16 --export-fps 12 --output " +
-                       out + " --save-frames " + frames + " --save-latents " + latents);
+                       out + " --save-frames " + frames + " --save-latents " + latents + " --preview-every 1");
   ASSERT_EQ(r.status, 0) << r.output;
   auto probe = run_command("ffprobe -v error -count_frames -select_streams v:0 -show_entries "
                            "stream=nb_read_frames,width,height,avg_frame_rate -of json " + out);
@@ -80,6 +81,21 @@ TEST_F(GenerateTest, WritesMp4SidecarFramesAndLatents) {
   EXPECT_EQ(sidecar["seed"], 123);
   EXPECT_TRUE(sidecar["times_s"].contains("denoise"));
   if (ranks() > 1) EXPECT_GT(sidecar["bytes_sent_rank0"]["per_unet_call"].get<int64_t>(), 0);
+  // The last preview stays: every frame, at half the size; the sidecar has its map and costs.
+  EXPECT_EQ(sidecar["settings"]["preview_every"], 1);
+  ASSERT_TRUE(sidecar.contains("preview")) << sidecar.dump(2);
+  EXPECT_EQ(sidecar["preview"]["previews"], 3);
+  EXPECT_EQ(sidecar["preview"]["last_written_step"], 3);
+  EXPECT_EQ(sidecar["preview"]["failed"], 0);
+  EXPECT_EQ(sidecar["preview"]["map"]["weight"].size(), 4u);
+  probe = run_command("ffprobe -v error -count_frames -select_streams v:0 -show_entries "
+                      "stream=nb_read_frames,width,height,avg_frame_rate -of json " + out + ".preview.mp4");
+  ASSERT_EQ(probe.status, 0) << probe.output;
+  info = nlohmann::json::parse(probe.output)["streams"][0];
+  EXPECT_EQ(info["nb_read_frames"], "16");
+  EXPECT_EQ(info["width"], 32);
+  EXPECT_EQ(info["height"], 32);
+  EXPECT_EQ(info["avg_frame_rate"], "12/1");
 
   // The PNGs are exactly the VAE decode of the saved latents.
   at::Tensor z = vi::core::SafetensorsFile(latents).tensor("latents").clone();
