@@ -231,13 +231,15 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
   const int64_t first_step = pipe.resume(latents);   // 3b
   progress.stage("denoise");
   latents = pipe.denoise(latents, text, first_step); // 4
-  auto t_seams = Clock::now();
-  const FrameChanges latent_seams = latent_changes(latents, pipe.layout(), cfg.dual_scope.loop, comm);  // 4b
-  const double latent_seam_seconds = seconds_since(t_seams);
 
   progress.decode_begins();
   if (comm.rank() == 0) sink.open();
   Streamed streamed = stream_clips(cfg, pipe, latents, comm, sink, progress);  // 5
+  // After the clips, not before them: a rank that stops after denoising is then found by rank 0
+  // waiting for its clip (after writing its own), not in a collective before any frame is out.
+  auto t_seams = Clock::now();
+  const FrameChanges latent_seams = latent_changes(latents, pipe.layout(), cfg.dual_scope.loop, comm);  // 5b
+  const double latent_seam_seconds = seconds_since(t_seams);
   nlohmann::json sidecar = nlohmann::json::object();
   const double measured = measured_peak_bytes(device);
   nlohmann::json memory = {{"estimated_peak_bytes", plan.peak_bytes},
