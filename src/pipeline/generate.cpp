@@ -21,6 +21,7 @@
 #include "pipeline/plan.h"
 #include "pipeline/preview.h"
 #include "pipeline/prompt_travel.h"
+#include "pipeline/seam_report.h"
 
 namespace fs = std::filesystem;
 
@@ -74,6 +75,8 @@ void check_outputs(const GenerationConfig& cfg, parallel::Communicator& comm, Fr
 struct Streamed {
   double encode_seconds = 0;
   std::vector<at::Tensor> latents;  // per clip [1, C, F, h, w] fp32 (rank 0, --save-latents)
+  FrameChanges pixel_seams;         // rank 0: the seam report's pixel side
+  double seam_seconds = 0;
 };
 
 Streamed stream_clips(const GenerationConfig& cfg, TextToVideoPipeline& pipe, const at::Tensor& latents,
@@ -90,6 +93,7 @@ Streamed stream_clips(const GenerationConfig& cfg, TextToVideoPipeline& pipe, co
     }
     return out;
   }
+  PixelSeamMeter seams(layout.lengths, cfg.dual_scope.loop);
   for (int64_t clip = 0; clip < cfg.clips; ++clip) {
     const int owner = static_cast<int>(clip / layout.local_clips);
     const int64_t F = layout.clip_frames(clip);
@@ -106,11 +110,15 @@ Streamed stream_clips(const GenerationConfig& cfg, TextToVideoPipeline& pipe, co
       }
     }
     auto t0 = Clock::now();
-    sink.write(frames.cpu());
+    const at::Tensor cpu_frames = frames.cpu();
+    sink.write(cpu_frames);
     out.encode_seconds += seconds_since(t0);
+    seams.add_clip(cpu_frames);
     if (with_latents) out.latents.push_back(clip_latents.cpu().to(at::kFloat));
     progress.clip_written(clip);
   }
+  out.pixel_seams = seams.changes();
+  out.seam_seconds = seams.seconds();
   return out;
 }
 
@@ -234,6 +242,11 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
   progress.decode_begins();
   if (comm.rank() == 0) sink.open();
   Streamed streamed = stream_clips(cfg, pipe, latents, comm, sink, progress);  // 5
+  // After the clips, not before them: a rank that stops after denoising is then found by rank 0
+  // waiting for its clip (after writing its own), not in a collective before any frame is out.
+  auto t_seams = Clock::now();
+  const FrameChanges latent_seams = latent_changes(latents, pipe.layout(), cfg.dual_scope.loop, comm);  // 5b
+  const double latent_seam_seconds = seconds_since(t_seams);
   nlohmann::json sidecar = nlohmann::json::object();
   const double measured = measured_peak_bytes(device);
   nlohmann::json memory = {{"estimated_peak_bytes", plan.peak_bytes},
@@ -260,6 +273,12 @@ nlohmann::json generate(const GenerationConfig& cfg, parallel::Communicator& com
     sidecar["peak_memory"] = peak_memory;
     sidecar["memory"] = memory;
     if (preview) sidecar["preview"] = preview->record();
+    SeamReport seams = make_seam_report(latent_seams, streamed.pixel_seams, pipe.layout().lengths,
+                                        cfg.dual_scope.loop, cfg.seam_threshold);
+    seams.seconds = latent_seam_seconds + streamed.seam_seconds;
+    sidecar["seam_report"] = seam_report_json(seams);
+    if (!cfg.quiet) spdlog::info("{}", seam_summary(seams));
+    for (const auto& w : seam_warnings(seams)) spdlog::warn("{}", w);
     core::write_file_atomically(sink.sidecar_path(), sidecar.dump(2) + "\n");
     progress.done({{"output", sink.summary().empty() ? nlohmann::json(nullptr) : nlohmann::json(cfg.output)},
                    {"sidecar", sink.sidecar_path()}, {"times_s", sidecar["times_s"]}, {"peak_memory", peak_memory}});

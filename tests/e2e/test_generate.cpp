@@ -96,6 +96,17 @@ TEST_F(GenerateTest, WritesMp4SidecarFramesAndLatents) {
   EXPECT_EQ(info["width"], 32);
   EXPECT_EQ(info["height"], 32);
   EXPECT_EQ(info["avg_frame_rate"], "12/1");
+  // The seam report: one boundary per pair of neighbouring clips (one clip per rank, no --loop).
+  const auto& seams = sidecar["seam_report"];
+  EXPECT_EQ(seams["threshold"], 3.0);
+  EXPECT_EQ(seams["boundaries"], ranks() - 1);
+  EXPECT_EQ(seams["seams"].size(), static_cast<size_t>(ranks() - 1));
+  EXPECT_EQ(seams["inside_pairs"], 16 - ranks());
+  for (const auto& s : seams["seams"]) {
+    EXPECT_EQ(s["frame"], 16 / ranks() * (s["to_clip"].get<int>()));
+    EXPECT_GE(s["pixel_mad"].get<double>(), 0.0);
+    EXPECT_TRUE(s["latent_ratio"].is_number()) << s;
+  }
 
   // The PNGs are exactly the VAE decode of the saved latents.
   at::Tensor z = vi::core::SafetensorsFile(latents).tensor("latents").clone();
