@@ -1,23 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine (what CI runs): installs what is missing
-# (Debian packages, PyTorch 2.11 with CUDA into .venv), then three stages, each run even if an
+# (Debian packages, PyTorch 2.11 with CUDA into .venv), then four stages, each run even if an
 # earlier one failed; exits non-zero if any failed. Every build is a CUDA build (LibTorch with
 # libtorch_cuda, NCCL on): the GPU code compiles here; the gpu/nccl tests need a device.
 #   1. Release build of every target, every ctest label except gpu/nccl/slow (unit, tiny, e2e,
 #      mpi), then the gpu label, which must skip cleanly without a device.
-#   2. The lent GPU machine's build as scripts/gpu_check.sh configures it there (header-only
-#      dependencies from .carry/, no MPI/ffmpeg), with ASan+UBSan at -O1 (gpu_check.sh
-#      --build-only --sanitize): what the device run compiles, and the unit and tiny tests, run
-#      under the sanitizers. One build of the library for both (the MP4 writer's tests skip
-#      there: no ffmpeg; the fuzzers and the e2e tests cover it).
-#   3. Each libFuzzer target for VI_FUZZ_SECONDS (default 45) seconds, two at a time
-#      (scripts/fuzz.sh).
+#   2. The lent GPU machine's build, exactly as scripts/gpu_check.sh does it there (header-only
+#      dependencies from .carry/, no MPI/ffmpeg): configure and compile what it runs.
+#   3. Each libFuzzer target for VI_FUZZ_SECONDS (default 45) seconds (scripts/fuzz.sh).
+#   4. ASan+UBSan build (at -O1) of the library and tests; the unit and tiny tests under it.
 # Usage:
-#   scripts/test.sh                 all three stages
+#   scripts/test.sh                 all four stages
 #   scripts/test.sh --quick [args]  stage 1 only (extra args go to ctest)
-#   scripts/test.sh --sanitize [args]  stage 2 only
-# Environment: VI_BUILD_DIR (default build), VI_GPU_BUILD_DIR (default build-gpu), VI_JOBS
-# (default nproc), VI_FUZZ_SECONDS.
+#   scripts/test.sh --sanitize [args]  stage 4 only
+# Environment: VI_BUILD_DIR (default build), VI_SANITIZE_BUILD_DIR (default build-sanitize),
+# VI_GPU_BUILD_DIR (default build-gpu), VI_JOBS (default nproc), VI_FUZZ_SECONDS.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,33 +59,36 @@ release() {
   (cd "$dir" && ctest --output-on-failure --label-regex 'gpu|nccl')
 }
 
-gpu_machine_build_sanitized() {
-  local dir=${VI_GPU_BUILD_DIR:-build-gpu}
+gpu_machine_build() {
   scripts/prepare_gpu_carry.sh || return 1
+  VI_PYTHON=$PWD/.venv/bin/python3 OUT=${VI_GPU_BUILD_DIR:-build-gpu}/out scripts/gpu_check.sh --build-only
+}
+
+sanitize() {
   # -O1: a third less compile time than -O3; the tests' time is LibTorch's own (uninstrumented).
-  local start=$(date +%s)
-  VI_PYTHON=$PWD/.venv/bin/python3 OUT=$dir/out VI_GPU_BUILD_DIR=$dir scripts/gpu_check.sh --build-only --sanitize ||
-    { tail -5 "$dir/out/summary.md" 2>/dev/null; return 1; }
-  echo "test.sh: build took $(( $(date +%s) - start )) s"
+  # Only what the unit and tiny labels run (the release stage builds everything).
+  build "${VI_SANITIZE_BUILD_DIR:-build-sanitize}" vi_unit_and_tiny_tests -DVI_SANITIZE=ON \
+    -DCMAKE_CXX_FLAGS_RELEASE=-O1 || return 1
   # Leak reports off: LibTorch keeps global allocations alive until exit.
-  (cd "$dir" && ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} ctest --output-on-failure -j "$jobs" --label-regex 'unit|tiny' "$@")
+  (cd "${VI_SANITIZE_BUILD_DIR:-build-sanitize}" &&
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} ctest --output-on-failure -j "$jobs" --label-regex 'unit|tiny' "$@")
 }
 
 if [ "$mode" = all ] || [ "$mode" = quick ]; then
   stage "release build (CUDA LibTorch, NCCL) + tests" release "$@"
 fi
-if [ "$mode" = all ] || [ "$mode" = sanitize ]; then
-  stage "GPU-machine build with ASan+UBSan (gpu_check.sh --build-only --sanitize) + unit and tiny tests" \
-    gpu_machine_build_sanitized "$@"
-fi
 if [ "$mode" = all ]; then
-  stage "fuzz ($fuzz_seconds s per target, two at a time)" scripts/fuzz.sh all "$fuzz_seconds"
+  stage "GPU-machine build (header-only deps, gpu_check.sh --build-only)" gpu_machine_build
+  stage "fuzz ($fuzz_seconds s per target)" scripts/fuzz.sh all "$fuzz_seconds"
+fi
+if [ "$mode" = all ] || [ "$mode" = sanitize ]; then
+  stage "ASan+UBSan build + unit and tiny tests" sanitize "$@"
 fi
 
 echo "=== test.sh summary"
 printf '  %s\n' "${results[@]}"
 # What failed, repeated here so that the end of a CI log says it.
-for dir in "${VI_BUILD_DIR:-build}" "${VI_GPU_BUILD_DIR:-build-gpu}"; do
+for dir in "${VI_BUILD_DIR:-build}" "${VI_SANITIZE_BUILD_DIR:-build-sanitize}"; do
   failed_tests="$dir/Testing/Temporary/LastTestsFailed.log"
   if [ -s "$failed_tests" ] && [ "$failed_tests" -nt "$started" ]; then
     echo "  failed tests in $dir:"; sed 's/^/    /' "$failed_tests"
