@@ -111,6 +111,22 @@ void print_flop_breakdown(const models::UNet3DConfig& config, const std::string&
   std::printf("| **total** | **%.2f** | **%.2f** |\n", p.total() / f, d.total() / f);
 }
 
+// The preset's VAE with random weights: the stand-in for the model's decoder that the preview fits to.
+models::AutoencoderKL random_vae(const std::string& preset, c10::Device device, c10::ScalarType dtype) {
+  models::AutoencoderKL vae(vi::testing::vae_preset(preset));
+  vi::testing::randomize_parameters(*vae, 1);
+  vae->to(device, dtype);
+  return vae;
+}
+
+// Latent frames [N, C, h, w] -> images [N, 3, 8h, 8w] through `vae` (as the pipeline's decode_images).
+pipeline::LivePreview::Decoder decoder_of(models::AutoencoderKL& vae, c10::Device device, c10::ScalarType dtype) {
+  return [&vae, device, dtype](const at::Tensor& z) {
+    return vae->decode_latents(z.to(device, dtype).permute({1, 0, 2, 3}).unsqueeze(0), 1).squeeze(0)
+        .permute({1, 0, 2, 3}).to(at::kFloat);
+  };
+}
+
 // --preview-every: after K steps with a preview (untimed: the map is fitted there), 3 rounds of
 // K steps without and K steps with a preview, alternating so that both see the same machine
 // (other jobs on it come and go). The preview comes at the first step of its block, so its
@@ -121,18 +137,10 @@ nlohmann::json measure_preview(const std::string& preset, int64_t every, const s
                                const at::Tensor& latents, const std::function<at::Tensor()>& step,
                                const parallel::ClipLayout& layout, parallel::Communicator& comm, c10::Device device,
                                c10::ScalarType dtype) {
-  models::AutoencoderKL vae(vi::testing::vae_preset(preset));
-  vi::testing::randomize_parameters(*vae, 1);
-  vae->to(device, dtype);
+  models::AutoencoderKL vae = random_vae(preset, device, dtype);
   pipeline::PreviewOptions options;
   options.path = comm.rank() == 0 ? out : std::string();
-  pipeline::LivePreview live(
-      layout, comm,
-      [&](const at::Tensor& z) {
-        return vae->decode_latents(z.to(device, dtype).permute({1, 0, 2, 3}).unsqueeze(0), 1).squeeze(0)
-            .permute({1, 0, 2, 3}).to(at::kFloat);
-      },
-      options);
+  pipeline::LivePreview live(layout, comm, decoder_of(vae, device, dtype), options);
   const float alpha = 0.5f, sqrt_alpha = std::sqrt(alpha), sqrt_beta = std::sqrt(1.0f - alpha);
   const at::Tensor x = latents.to(at::kFloat);
   auto x0_of = [&](const at::Tensor& guided) { return (x - guided.to(at::kFloat) * sqrt_beta) / sqrt_alpha; };
@@ -293,18 +301,10 @@ int run(int argc, char** argv) {
       };
       if (preview_only) {
         // 1 + 3 previews of random x0; the map fitted to a random VAE on the first.
-        models::AutoencoderKL vae(vi::testing::vae_preset(preset));
-        vi::testing::randomize_parameters(*vae, 1);
-        vae->to(device, dtype);
+        models::AutoencoderKL vae = random_vae(preset, device, dtype);
         pipeline::PreviewOptions po;
         po.path = comm.rank() == 0 ? preview_out : std::string();
-        pipeline::LivePreview live(
-            layout, comm,
-            [&](const at::Tensor& z) {
-              return vae->decode_latents(z.to(device, dtype).permute({1, 0, 2, 3}).unsqueeze(0), 1).squeeze(0)
-                  .permute({1, 0, 2, 3}).to(at::kFloat);
-            },
-            po);
+        pipeline::LivePreview live(layout, comm, decoder_of(vae, device, dtype), po);
         at::Tensor x0 = at::randn({local, unet->config().in_channels, per_clip, h, w},
                                   at::TensorOptions().device(device).dtype(at::kFloat));
         live.add(0, x0);
