@@ -9,6 +9,7 @@
 
 #include <cstdio>
 
+#include "common/pipeline_run.h"
 #include "common/test_util.h"
 #include "parallel/clip_parallel.h"
 #include "pipeline/text_to_video.h"
@@ -27,24 +28,7 @@ class PromptTravelTest : public ::testing::Test {
     comm_ = parallel::make_mpi_communicator();
   }
 
-  struct Run {
-    at::Tensor final_latents;          // [Cl, 4, F, h, w]
-    std::vector<at::Tensor> per_step;  // each [Cl, 4, F, h, w]
-    parallel::ClipLayout layout;
-  };
-
-  static Run run(GenerationConfig c, parallel::Communicator& comm) {
-    resolve_config(c, comm.world_size());
-    Run r;
-    pipeline::PipelineOptions options;
-    options.on_latents = [&](int64_t, const at::Tensor& x) { r.per_step.push_back(x.clone()); };
-    pipeline::TextToVideoPipeline p(c, comm, c10::kCPU, at::kFloat, options);
-    p.load();
-    at::Tensor text = p.encode_text();
-    r.final_latents = p.denoise(p.initial_latents(), text);
-    r.layout = p.layout();
-    return r;
-  }
+  using Run = test::PipelineRun;
 
   // The golden run's clips (4 steps of DDIM, 64x64, clips of 8 frames) with frame ranges
   // starting at `starts`: the golden prompt, a fox, a wolf.
@@ -65,8 +49,8 @@ class PromptTravelTest : public ::testing::Test {
 TEST_F(PromptTravelTest, HardSwitchOnClipBoundariesEqualsPerClipPrompts) {
   // Ranges starting at frames 0, 8, 16: clips 0, 1 and 2 (and 3) take the three prompts either way.
   const int64_t clips = comm_->world_size() == 3 ? 3 : 4;
-  const Run per_clip = run(ranged(clips, {0, 8, 16}, -1), *comm_);
-  const Run per_frame = run(ranged(clips, {0, 8, 16}, 0), *comm_);
+  const Run per_clip = test::run_pipeline(ranged(clips, {0, 8, 16}, -1), *comm_);
+  const Run per_frame = test::run_pipeline(ranged(clips, {0, 8, 16}, 0), *comm_);
   ASSERT_EQ(per_frame.per_step.size(), per_clip.per_step.size());
   double worst = 0;
   for (size_t s = 0; s < per_clip.per_step.size(); ++s) {
@@ -83,7 +67,7 @@ TEST_F(PromptTravelTest, HardSwitchMatchesTheSinglePromptGolden) {
   if (2 % comm_->world_size() != 0) GTEST_SKIP() << "2 clips need 1 or 2 ranks";
   GenerationConfig c = test::golden_generation_config(2, "ddim", 30);
   c.prompt_blend = 0;
-  const Run r = run(c, *comm_);
+  const Run r = test::run_pipeline(c, *comm_);
   const std::string dir = test::golden_dir() + "/vi_ddim_ws2";
   for (int64_t j = 0; j < r.layout.local_clips; ++j) {
     const int64_t clip = r.layout.first_clip + j;
@@ -108,9 +92,9 @@ TEST_F(PromptTravelTest, BlendSameVideoOnAnyNumberOfRanks) {
   // clip but the first mix two prompts. Each rank's clips equal a single-process run's.
   const int64_t clips = comm_->world_size() == 3 ? 3 : 4;
   auto local = parallel::make_local_communicator();
-  const Run whole = run(ranged(clips, {0, 11, 21}, 6), *local);
-  const Run mine = run(ranged(clips, {0, 11, 21}, 6), *comm_);
-  const Run hard = run(ranged(clips, {0, 11, 21}, 0), *comm_);
+  const Run whole = test::run_pipeline(ranged(clips, {0, 11, 21}, 6), *local);
+  const Run mine = test::run_pipeline(ranged(clips, {0, 11, 21}, 6), *comm_);
+  const Run hard = test::run_pipeline(ranged(clips, {0, 11, 21}, 0), *comm_);
   const at::Tensor expected = whole.final_latents.narrow(0, mine.layout.first_clip, mine.layout.local_clips);
   const double err = test::rel_error(mine.final_latents, expected);
   const double vs_hard = test::rel_error(mine.final_latents, hard.final_latents);
@@ -131,10 +115,10 @@ TEST_F(PromptTravelTest, BlendThroughUnequalClipsSerialGuidanceAndFrameChunks) {
   GenerationConfig c = ranged(clips, {0, 5, 13}, 5);
   c.frames = clips * c.frames_per_clip - 2;
   c.frames_per_clip = 0;
-  const Run batched = run(c, *comm_);
+  const Run batched = test::run_pipeline(c, *comm_);
   c.cfg_serial = true;
   c.frame_chunk = 3;
-  const Run serial = run(c, *comm_);
+  const Run serial = test::run_pipeline(c, *comm_);
   ASSERT_FALSE(serial.layout.uniform());
   const double err = test::rel_error(serial.final_latents, batched.final_latents);
   std::printf("rank %d: --prompt-blend 5, %lld frames: --cfg-serial --frame-chunk 3 vs batched: rel %.3g "

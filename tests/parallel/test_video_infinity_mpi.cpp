@@ -10,6 +10,7 @@
 
 #include <cstdio>
 
+#include "common/pipeline_run.h"
 #include "common/test_util.h"
 #include "parallel/clip_parallel.h"
 #include "pipeline/text_to_video.h"
@@ -25,30 +26,7 @@ class VideoInfinityTest : public ::testing::Test {
     comm_ = parallel::make_mpi_communicator();
   }
 
-  struct Run {
-    at::Tensor final_latents;               // [Cl, 4, F, h, w]
-    std::vector<at::Tensor> per_step;       // each [Cl, 4, F, h, w]
-    std::vector<at::Tensor> frames;         // per local clip [F, H, W, 3]
-    parallel::ClipLayout layout;
-    pipeline::StageTimes times;
-  };
-
-  static Run run(GenerationConfig c, parallel::Communicator& comm, pipeline::PipelineOptions options = {},
-                 bool decode = false) {
-    resolve_config(c, comm.world_size());
-    Run r;
-    options.on_latents = [&](int64_t, const at::Tensor& x) { r.per_step.push_back(x.clone()); };
-    pipeline::TextToVideoPipeline p(c, comm, c10::kCPU, at::kFloat, options);
-    p.load();
-    at::Tensor text = p.encode_text();
-    r.final_latents = p.denoise(p.initial_latents(), text);
-    if (decode) {
-      for (int64_t j = 0; j < p.layout().local_clips; ++j) r.frames.push_back(p.decode_clip(r.final_latents, j));
-    }
-    r.layout = p.layout();
-    r.times = p.times();
-    return r;
-  }
+  using Run = test::PipelineRun;
 
   // Compares every stored step and the final latents of each local clip with the golden file of
   // the rank that ran that clip in the reference.
@@ -78,19 +56,19 @@ TEST_F(VideoInfinityTest, PlainDiffusersOneClip) {
   if (comm_->world_size() != 1) GTEST_SKIP() << "one clip runs on one rank";
   GenerationConfig c = test::golden_generation_config(1, "ddim", 30);
   c.dual_scope.enabled = false;
-  Run r = run(c, *comm_);
+  Run r = test::run_pipeline(c, *comm_);
   expect_golden(r, test::golden_dir() + "/plain_ddim_ws1");
 }
 
 TEST_F(VideoInfinityTest, DualScopeOneClip) {
   if (comm_->world_size() != 1) GTEST_SKIP() << "one clip runs on one rank";
-  Run r = run(test::golden_generation_config(1, "ddim", 30), *comm_);
+  Run r = test::run_pipeline(test::golden_generation_config(1, "ddim", 30), *comm_);
   expect_golden(r, test::golden_dir() + "/vi_ddim_ws1");
 }
 
 TEST_F(VideoInfinityTest, DualScopeTwoClipsDdimWithFrames) {
   if (2 % comm_->world_size() != 0) GTEST_SKIP() << "2 clips need 1 or 2 ranks";
-  Run r = run(test::golden_generation_config(2, "ddim", 30), *comm_, {}, /*decode=*/true);
+  Run r = test::run_pipeline(test::golden_generation_config(2, "ddim", 30), *comm_, {}, /*decode=*/true);
   expect_golden(r, test::golden_dir() + "/vi_ddim_ws2");
   at::Tensor all = test::golden(test::golden_dir() + "/vi_ddim_ws2/rank0.safetensors", "frames_uint8_all");
   for (int64_t j = 0; j < r.layout.local_clips; ++j) {
@@ -117,7 +95,7 @@ TEST_F(VideoInfinityTest, ReferenceStochasticSamplerReplayed) {
   for (int r = 0; r < 2; ++r) noise.push_back(test::golden(dir + "/rank" + std::to_string(r) + ".safetensors", "sde_noise_per_step"));
   pipeline::PipelineOptions o;
   o.noise_source = [&](int64_t step, int64_t clip) { return noise[static_cast<size_t>(clip)][step]; };
-  Run r = run(test::golden_generation_config(2, "dpmpp-2m-sde", 10), *comm_, o);
+  Run r = test::run_pipeline(test::golden_generation_config(2, "dpmpp-2m-sde", 10), *comm_, o);
   expect_golden(r, dir);
 }
 
@@ -126,8 +104,8 @@ TEST_F(VideoInfinityTest, SameVideoOnAnyNumberOfRanks) {
   const int64_t clips = comm_->world_size() == 3 ? 3 : 4;
   GenerationConfig c = test::golden_generation_config(clips, "ddim", 4);
   auto local = parallel::make_local_communicator();
-  Run whole = run(c, *local);
-  Run mine = run(c, *comm_);
+  Run whole = test::run_pipeline(c, *local);
+  Run mine = test::run_pipeline(c, *comm_);
   double err = test::rel_error(mine.final_latents, whole.final_latents.narrow(0, mine.layout.first_clip, mine.layout.local_clips));
   std::printf("rank %d: %lld clips vs single process: rel %.3g (tolerance 1e-5)\n", comm_->rank(),
               static_cast<long long>(clips), err);
@@ -143,8 +121,8 @@ TEST_F(VideoInfinityTest, UnequalClipsSameVideoOnAnyNumberOfRanks) {
   c.frames = clips * c.frames_per_clip - 2;
   c.frames_per_clip = 0;
   auto local = parallel::make_local_communicator();
-  Run whole = run(c, *local);
-  Run mine = run(c, *comm_);
+  Run whole = test::run_pipeline(c, *local);
+  Run mine = test::run_pipeline(c, *comm_);
   ASSERT_FALSE(mine.layout.uniform());
   double err = test::rel_error(mine.final_latents, whole.final_latents.narrow(0, mine.layout.first_clip, mine.layout.local_clips));
   std::printf("rank %d: %lld frames in %lld clips vs single process: rel %.3g (tolerance 1e-5)\n", comm_->rank(),
@@ -162,9 +140,9 @@ TEST_F(VideoInfinityTest, SerialGuidanceBranchesMatchTheBatch) {
   // --cfg-serial: the unconditional and conditional halves as two UNet calls of the local clips.
   const int64_t clips = comm_->world_size() == 3 ? 3 : 4;
   GenerationConfig c = test::golden_generation_config(clips, "ddim", 4);
-  Run batched = run(c, *comm_);
+  Run batched = test::run_pipeline(c, *comm_);
   c.cfg_serial = true;
-  Run serial = run(c, *comm_);
+  Run serial = test::run_pipeline(c, *comm_);
   const double err = test::rel_error(serial.final_latents, batched.final_latents);
   std::printf("rank %d: serial vs batched guidance branches: rel %.3g (tolerance 1e-5)\n", comm_->rank(), err);
   EXPECT_LT(err, 1e-5);
