@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace vi::parallel {
 
@@ -100,6 +101,10 @@ struct NeighborRanks {
   int left = -1, right = -1;
 };
 NeighborRanks neighbor_ranks(int rank, int size, Topology topology);
+
+// Every rank's `text`, in rank order (two all-gathers: the lengths, then the bytes padded to the
+// longest). For small things: host names, a rank's resolved settings.
+std::vector<std::string> all_gather_strings(Communicator& comm, const std::string& text);
 
 // The communicator for `device`: local for a world of one, MPI for CPU tensors, NCCL for CUDA.
 std::unique_ptr<Communicator> make_communicator(const LaunchInfo& launch, c10::Device device);

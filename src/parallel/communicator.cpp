@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -44,6 +45,22 @@ class LocalCommunicator final : public Communicator {
 NeighborRanks neighbor_ranks(int rank, int size, Topology topology) {
   if (topology == Topology::kRing) return {(rank + size - 1) % size, (rank + 1) % size};
   return {rank > 0 ? rank - 1 : -1, rank + 1 < size ? rank + 1 : -1};
+}
+
+std::vector<std::string> all_gather_strings(Communicator& comm, const std::string& text) {
+  const auto on_device = at::TensorOptions().device(comm.device());
+  const at::Tensor lengths =
+      comm.all_gather(at::full({1}, static_cast<int64_t>(text.size()), on_device.dtype(at::kLong))).cpu();
+  const int64_t longest = std::max<int64_t>(lengths.max().item<int64_t>(), 1);
+  at::Tensor mine = at::zeros({1, longest}, at::kByte);
+  std::copy(text.begin(), text.end(), mine.data_ptr<uint8_t>());
+  const at::Tensor all = comm.all_gather(mine.to(comm.device())).cpu().contiguous();  // [world, longest]
+  std::vector<std::string> out;
+  for (int64_t r = 0; r < comm.world_size(); ++r) {
+    const auto* row = all.data_ptr<uint8_t>() + r * longest;
+    out.emplace_back(reinterpret_cast<const char*>(row), static_cast<size_t>(lengths[r].item<int64_t>()));
+  }
+  return out;
 }
 
 namespace {

@@ -154,7 +154,7 @@ void CheckpointDir::check_fingerprint(const std::map<std::string, std::string>& 
            path, differences);
 }
 
-void CheckpointDir::remove_older_than(int64_t steps_done) const {
+void CheckpointDir::remove_older_than(int64_t steps_done, const std::vector<int64_t>& clips) const {
   std::error_code ec;
   if (!fs::is_directory(dir_, ec)) return;
   std::vector<fs::path> old;
@@ -162,7 +162,20 @@ void CheckpointDir::remove_older_than(int64_t steps_done) const {
     const int64_t s = parse_step_dir(entry.path().filename().string());
     if (s >= 0 && s < steps_done) old.push_back(entry.path());
   }
-  for (const auto& p : old) fs::remove_all(p, ec);  // best effort: a leftover is only disk space
+  std::vector<std::string> names;  // "clip-00003.safetensors"; a temporary is ".clip-00003.safetensors.tmp-PID"
+  for (int64_t c : clips) names.push_back(fs::path(clip_file(0, c)).filename().string());
+  for (const auto& step : old) {
+    std::vector<fs::path> mine;
+    for (const auto& entry : fs::directory_iterator(step, ec)) {
+      const std::string name = entry.path().filename().string();
+      for (const auto& n : names) {
+        if (name == n || name.rfind("." + n + ".tmp-", 0) == 0) mine.push_back(entry.path());
+      }
+    }
+    // Best effort: a leftover is only disk space. The directory goes once no rank has a file in it.
+    for (const auto& p : mine) fs::remove(p, ec);
+    fs::remove(step, ec);
+  }
 }
 
 std::optional<int64_t> agree_newest_step(const std::vector<int64_t>& complete, int64_t max_steps,

@@ -57,8 +57,11 @@ class CheckpointDir {
   // was written for other settings (listing each differing setting), or has unexpected tensors.
   ClipCheckpoint read(int64_t steps_done, int64_t clip) const;
 
-  // Removes the step directories with fewer than `steps_done` steps (older checkpoints).
-  void remove_older_than(int64_t steps_done) const;
+  // Removes the files of `clips` (and their leftover temporaries) from the step directories with
+  // fewer than `steps_done` steps, then each such directory if it is empty. Every rank prunes its
+  // own clips, so that checkpoints on node-local disks (the same path, another disk on each host)
+  // are pruned on every host; on a shared disk the last rank to prune removes the directory.
+  void remove_older_than(int64_t steps_done, const std::vector<int64_t>& clips) const;
 
  private:
   void check_fingerprint(const std::map<std::string, std::string>& metadata, const std::string& path) const;

@@ -16,12 +16,14 @@
 #include "core/run_record.h"
 #include "core/safetensors.h"
 #include "core/temp_files.h"
+#include "parallel/launch.h"
 #include "pipeline/peak_memory.h"
 #include "pipeline/progress.h"
 #include "pipeline/plan.h"
 #include "pipeline/preview.h"
 #include "pipeline/prompt_travel.h"
 #include "pipeline/seam_report.h"
+#include "pipeline/settings.h"
 
 namespace fs = std::filesystem;
 
@@ -39,11 +41,41 @@ std::string clips_phrase(const GenerationConfig& cfg) {
   return fmt::format("{} clips x {} + {} clips x {} frames", longer, base + 1, cfg.clips - longer, base);
 }
 
+// 0a. Every rank must run the same job. Each resolves its own flags, config file and (with
+// --resume) the clip layout of the checkpoints it can see, so hosts given other flags, or
+// node-local checkpoint disks with other contents, would otherwise compute a video that is not
+// one. Each rank's settings that decide the result are compared with rank 0's; every rank
+// throws the same usage error, naming each rank and setting that differs.
+void check_ranks_agree(const GenerationConfig& cfg, parallel::Communicator& comm) {
+  if (comm.world_size() == 1) return;
+  const nlohmann::json mine = {{"host", parallel::host_name()}, {"settings", settings_to_json(cfg, Record::kResult)}};
+  const std::vector<std::string> all = parallel::all_gather_strings(comm, mine.dump());
+  const nlohmann::json first = nlohmann::json::parse(all[0]);
+  std::string differences;
+  for (size_t r = 1; r < all.size(); ++r) {
+    const nlohmann::json other = nlohmann::json::parse(all[r]);
+    for (const auto& [key, value] : first["settings"].items()) {
+      const std::string theirs = other["settings"].contains(key) ? other["settings"][key].dump() : "(unset)";
+      if (theirs != value.dump()) {
+        differences += fmt::format("\n  rank {} ({}): {} {}, rank 0 ({}) has {}", r, other["host"].get<std::string>(),
+                                   key, theirs, first["host"].get<std::string>(), value.dump());
+      }
+    }
+  }
+  if (differences.empty()) return;
+  throw UsageError(fmt::format(
+      "the ranks resolved different settings: every rank must get the same flags and config file, and with --resume "
+      "see the same checkpoints (a --checkpoint-dir on node-local disks needs every host's own files from the same "
+      "run):{}",
+      differences));
+}
+
 // 0. What would fail later fails now, before the model loads: paths of every output. Rank 0
 // checks the outputs it writes and tells the others, so that a refusal ends every rank as a
 // usage error (reported once, no abort).
 void check_outputs(const GenerationConfig& cfg, parallel::Communicator& comm, FrameSink& sink) {
   if (cfg.model_dir.empty()) throw UsageError("--model: no model directory given");
+  check_ranks_agree(cfg, comm);
   std::optional<UsageError> refused;
   if (comm.rank() == 0) {
     try {

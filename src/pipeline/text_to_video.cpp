@@ -235,12 +235,15 @@ int64_t TextToVideoPipeline::resume(at::Tensor& latents) {
 }
 
 // Every local clip's file after `steps_done` steps; then, once every rank has written its
-// files (a barrier), rank 0 removes the older checkpoints.
+// files (a barrier: until then the older step may be the newest one every clip has), every rank
+// removes its own clips' older files (on node-local disks no other rank can).
 void TextToVideoPipeline::write_checkpoint(int64_t steps_done, const at::Tensor& latents) {
   auto t0 = Clock::now();
   const int64_t F = layout_.frames;
   const schedulers::SchedulerRecord record = scheduler_->record();
+  std::vector<int64_t> clips;
   for (int64_t j = 0; j < layout_.local_clips; ++j) {
+    clips.push_back(layout_.first_clip + j);
     ClipCheckpoint c;
     c.clip = layout_.first_clip + j;
     c.steps_done = steps_done;
@@ -250,7 +253,7 @@ void TextToVideoPipeline::write_checkpoint(int64_t steps_done, const at::Tensor&
     checkpoints_->write(c);
   }
   comm_.barrier();
-  if (comm_.rank() == 0) checkpoints_->remove_older_than(steps_done);
+  checkpoints_->remove_older_than(steps_done, clips);
   times_.checkpoint += seconds_since(t0);
 }
 

@@ -103,4 +103,19 @@ TEST_F(ResumeRanksTest, AContradictingLayoutOrRankCountIsRefusedSayingWhatToChan
   EXPECT_TRUE(fs::exists(dir_ + "/conflict-ckpt/step-000002/clip-00000.safetensors"));
 }
 
+// Every rank resolves its own flags (and, with --resume, the checkpoints its host can see): a
+// rank whose settings differ from rank 0's is refused before any work, naming the rank and the
+// setting, as a usage error on every rank (an MPMD launch gives rank 1 another seed).
+TEST_F(ResumeRanksTest, RanksThatResolvedOtherSettingsAreRefusedNamingRankAndSetting) {
+  const std::string cmd = "timeout 120 mpiexec --allow-run-as-root --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 ";
+  auto r = run_command(cmd + "-n 1 " + vi::test::binary_path() + args("mpmd") + " --seed 1 : -n 1 " +
+                       vi::test::binary_path() + args("mpmd") + " --seed 2");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("the ranks resolved different settings"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("): seed 2, rank 0 ("), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(") has 1"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir_ + "/mpmd.mp4"));
+  EXPECT_FALSE(fs::exists(dir_ + "/mpmd-ckpt/step-000002"));
+}
+
 }  // namespace

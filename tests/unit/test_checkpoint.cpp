@@ -64,6 +64,48 @@ TEST(Checkpoint, AnotherFormatIsRefusedNamingBoth) {
   std::filesystem::remove_all(dir);
 }
 
+// Each rank prunes only its own clips' older files (on node-local disks nobody else can), with
+// their leftover temporaries; a step directory goes once the last rank's files are gone, and
+// the newest step stays whole.
+TEST(Checkpoint, EachRankPrunesItsOwnOlderClipFiles) {
+  const std::string dir = test::make_temp_dir("checkpoint-prune");
+  CheckpointDir ck(dir, nlohmann::json::object());
+  for (int64_t step : {2, 4}) {
+    for (int64_t clip : {0, 1, 2, 3}) {
+      ClipCheckpoint c = sample_clip();
+      c.clip = clip;
+      c.steps_done = step;
+      ck.write(c);
+    }
+  }
+  const std::string stale_tmp = ck.step_dir(2) + "/.clip-00001.safetensors.tmp-123";
+  test::write_file(stale_tmp, "partial");
+
+  ck.remove_older_than(4, {0, 1});  // "rank 0" of 2, clips 0 and 1
+  EXPECT_FALSE(std::filesystem::exists(ck.clip_file(2, 0)));
+  EXPECT_FALSE(std::filesystem::exists(ck.clip_file(2, 1)));
+  EXPECT_FALSE(std::filesystem::exists(stale_tmp));
+  EXPECT_TRUE(std::filesystem::exists(ck.clip_file(2, 2)));  // rank 1's, until it prunes
+  EXPECT_EQ(ck.complete_steps({0, 1, 2, 3}), std::vector<int64_t>{4});
+  EXPECT_EQ(ck.complete_steps({2, 3}), (std::vector<int64_t>{2, 4}));
+
+  ck.remove_older_than(4, {2, 3});  // "rank 1": the last files of step 2, then its directory
+  EXPECT_FALSE(std::filesystem::exists(ck.step_dir(2)));
+  EXPECT_EQ(ck.complete_steps({0, 1, 2, 3}), std::vector<int64_t>{4});
+  for (int64_t clip : {0, 1, 2, 3}) EXPECT_TRUE(std::filesystem::exists(ck.clip_file(4, clip))) << clip;
+
+  // A file that is no clip's keeps its directory (nothing but clip files is removed).
+  ClipCheckpoint c = sample_clip();
+  c.clip = 0;
+  c.steps_done = 6;
+  ck.write(c);
+  test::write_file(ck.step_dir(4) + "/notes.txt", "mine");
+  ck.remove_older_than(6, {0, 1, 2, 3});
+  EXPECT_TRUE(std::filesystem::exists(ck.step_dir(4) + "/notes.txt"));
+  EXPECT_FALSE(std::filesystem::exists(ck.clip_file(4, 3)));
+  std::filesystem::remove_all(dir);
+}
+
 // --resume without --clips takes the layout of the checkpoints (written here on "2 ranks":
 // 2 clips of 8 frames); a contradicting flag or a rank count that does not divide the clips is
 // an error saying what to do.
