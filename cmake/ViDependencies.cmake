@@ -26,6 +26,9 @@ if(NOT Torch_DIR)
       OUTPUT_VARIABLE _vi_torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE _vi_rc)
     if(_vi_rc EQUAL 0 AND _vi_torch_prefix)
       list(PREPEND CMAKE_PREFIX_PATH ${_vi_torch_prefix})
+      # Its torchrun (python -m torch.distributed.run) launches the tests that run without MPI
+      # (cached: a reconfigure with Torch_DIR known skips this block).
+      set(VI_TORCH_PYTHON ${_vi_python} CACHE INTERNAL "Python of the torch package LibTorch comes from")
       message(STATUS "video-infinity: LibTorch from ${_vi_python}'s torch: ${_vi_torch_prefix}")
     elseif(VI_PYTHON)
       message(FATAL_ERROR "-DVI_PYTHON=${VI_PYTHON}: 'import torch' failed there (exit ${_vi_rc}); "
@@ -68,6 +71,13 @@ target_compile_definitions(vi_torch INTERFACE NDEBUG)
 set(VI_TORCH_HAS_CUDA OFF)
 if(TARGET torch_cuda)
   set(VI_TORCH_HAS_CUDA ON)
+endif()
+# LibTorch's c10d TCPStore (distributed builds: the pip wheels): the rendezvous of jobs that
+# srun or torchrun start without MPI, and a CPU communicator over it (src/*/*_store.cpp).
+find_file(VI_TCPSTORE_HEADER torch/csrc/distributed/c10d/TCPStore.hpp PATHS ${TORCH_INCLUDE_DIRS} NO_DEFAULT_PATH)
+set(VI_HAVE_STORE OFF)
+if(VI_TCPSTORE_HEADER)
+  set(VI_HAVE_STORE ON)
 endif()
 
 # Header-only mode for machines without Debian's packages (the lent GPU machine has no apt):

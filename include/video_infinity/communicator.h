@@ -1,5 +1,6 @@
 // The communication layer clip parallelism runs on. Implementations are interchangeable:
-// a single-process one, MPI (CPU tensors) and NCCL (CUDA tensors, bootstrapped over MPI).
+// a single-process one, MPI (CPU tensors), NCCL (CUDA tensors, bootstrapped over MPI or a rendezvous
+// store) and one over the rendezvous store itself (CPU tensors without MPI).
 // Every call is collective over the world unless said otherwise; tensors must have the same
 // shape and dtype on every rank.
 #pragma once
@@ -79,15 +80,42 @@ class Communicator {
   double timeout_seconds_ = 0;
 };
 
-// Where this process stands in the job: from MPI when the binary is built with it, else from
-// RANK / WORLD_SIZE / LOCAL_RANK (defaults 0 / 1 / 0).
+// Which launcher started the job, so which source tells each process its place.
+enum class Launcher {
+  kSingle,    // one process, nothing set
+  kMpi,       // mpirun/mpiexec, or srun with an MPI plugin (PMI/PMIx): MPI owns the world
+  kSlurm,     // srun without MPI: SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID
+  kTorchrun,  // torchrun or anything that sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT
+};
+std::string launcher_name(Launcher launcher);
+
+// Where this process stands in the job: from MPI when an MPI launcher started it, else from
+// the Slurm or torchrun-style environment (launch_from_environment), else a world of one.
 struct LaunchInfo {
   int rank = 0;
   int world_size = 1;
   int local_rank = 0;     // index among the ranks on this node (picks the GPU)
   bool mpi = false;       // MPI is initialised and owns the world
+  Launcher launcher = Launcher::kSingle;
   std::string host;
+  // The rendezvous of a job launched without MPI: a key-value store (LibTorch's c10d TCPStore)
+  // at master_addr:master_port, served by rank 0, or by torchrun's agent when agent_store is set
+  // (TORCHELASTIC_USE_AGENT_STORE). Empty master_addr: none (the NCCL id then goes through
+  // VI_NCCL_ID_FILE). store_prefix keeps this job's keys apart from the agent's and from an
+  // earlier restart's.
+  std::string master_addr;
+  int master_port = 0;
+  bool agent_store = false;
+  std::string store_prefix = "video-infinity/";
 };
+
+// The launch the environment describes, without MPI: torchrun-style (RANK and WORLD_SIZE set),
+// else Slurm's srun (SLURM_STEP_NUM_TASKS and SLURM_PROCID set; the rendezvous defaults to the
+// first host of SLURM_STEP_NODELIST, port 20000 + SLURM_JOB_ID mod 20000, unless MASTER_ADDR or
+// MASTER_PORT say), else a world of one. Throws naming the variable that is malformed.
+LaunchInfo launch_from_environment();
+// The first host of a Slurm host list ("gpu[03-04,07],cpu1" -> "gpu03").
+std::string first_slurm_host(const std::string& nodelist);
 
 // Initialises MPI when available (idempotent). Call once at the start of main.
 LaunchInfo init_launch(int* argc, char*** argv);
@@ -106,15 +134,21 @@ NeighborRanks neighbor_ranks(int rank, int size, Topology topology);
 // longest). For small things: host names, a rank's resolved settings.
 std::vector<std::string> all_gather_strings(Communicator& comm, const std::string& text);
 
-// The communicator for `device`: local for a world of one, MPI for CPU tensors, NCCL for CUDA.
+// The communicator for `device`: local for a world of one, NCCL for CUDA, MPI for CPU tensors
+// when MPI launched the job, else the rendezvous store.
 std::unique_ptr<Communicator> make_communicator(const LaunchInfo& launch, c10::Device device);
 
 std::unique_ptr<Communicator> make_local_communicator(c10::Device device = c10::kCPU);
 // Throw when the binary was built without the library.
 std::unique_ptr<Communicator> make_mpi_communicator();
 std::unique_ptr<Communicator> make_nccl_communicator(const LaunchInfo& launch);
+// CPU tensors without MPI: every transfer goes through the launch's rendezvous store (slow for
+// large tensors, all through one server; for CPU jobs started by srun or torchrun, and for
+// check-env). Throws when the launch has no rendezvous or LibTorch has no TCPStore.
+std::unique_ptr<Communicator> make_store_communicator(const LaunchInfo& launch);
 
 bool built_with_mpi();
 bool built_with_nccl();
+bool built_with_store();  // LibTorch's c10d TCPStore is available
 
 }  // namespace vi::parallel

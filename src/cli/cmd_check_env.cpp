@@ -1,6 +1,7 @@
 // `video-infinity check-env`: what this binary was built with, where each rank runs, and a
 // quick test of the communicator every generation will use (values checked, bandwidth timed).
-// Run it as `mpirun -np N video-infinity check-env` before a long job on a new cluster.
+// Run it under the job's launcher before a long job on a new cluster: `mpirun -np N
+// video-infinity check-env`, `srun video-infinity check-env`, or torchrun-style (README).
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -33,8 +34,10 @@ int run(const Options& opt, const parallel::LaunchInfo& launch) {
     std::printf("video-infinity %s\n", VI_VERSION);
     std::printf("  LibTorch %s, CUDA %s, intra-op threads %d\n", TORCH_VERSION, at::hasCUDA() ? "available" : "not available",
                 at::get_num_threads());
-    std::printf("  MPI %s, NCCL %s\n", parallel::built_with_mpi() ? "built in" : "not built",
-                parallel::built_with_nccl() ? "built in" : "not built");
+    std::printf("  MPI %s, NCCL %s, rendezvous store (c10d TCPStore) %s\n",
+                parallel::built_with_mpi() ? "built in" : "not built",
+                parallel::built_with_nccl() ? "built in" : "not built",
+                parallel::built_with_store() ? "built in" : "not built");
 #ifdef VI_HAVE_FFMPEG
     std::printf("  ffmpeg (libavcodec) built in\n");
 #else
@@ -45,6 +48,19 @@ int run(const Options& opt, const parallel::LaunchInfo& launch) {
   const int r = comm->rank();
   const int n = comm->world_size();
   const auto opts = at::TensorOptions().device(device);
+
+  // Where every rank runs, as each sees itself (rank 0 prints the list).
+  const std::vector<std::string> ranks = parallel::all_gather_strings(
+      *comm, fmt::format("local rank {}, host {}, device {}", launch.local_rank, launch.host, device.str()));
+  if (r == 0) {
+    std::printf("launched by %s: %d rank%s", parallel::launcher_name(launch.launcher).c_str(), n, n == 1 ? "" : "s");
+    if (!launch.master_addr.empty() && !launch.mpi && n > 1) {
+      std::printf(", rendezvous %s:%d (%s)", launch.master_addr.c_str(), launch.master_port,
+                  launch.agent_store ? "torchrun's agent" : "served by rank 0");
+    }
+    std::printf("\n");
+    for (int i = 0; i < n; ++i) std::printf("  rank %d: %s\n", i, ranks[static_cast<size_t>(i)].c_str());
+  }
 
   // Identity: every rank reports (rank, local rank) and its host name's length.
   at::Tensor ids = comm->all_gather(at::tensor({static_cast<int64_t>(r), static_cast<int64_t>(launch.local_rank)},

@@ -1,7 +1,6 @@
 #include "video_infinity/communicator.h"
 
 #include <ATen/ATen.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -63,37 +62,6 @@ std::vector<std::string> all_gather_strings(Communicator& comm, const std::strin
   return out;
 }
 
-namespace {
-
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return fallback;
-  char* end = nullptr;
-  long x = std::strtol(v, &end, 10);
-  VI_CHECK(end && *end == '\0' && x >= 0 && x < (1 << 20), "environment variable {}='{}' is not a valid integer", name,
-           v);
-  return static_cast<int>(x);
-}
-
-}  // namespace
-
-std::string host_name() {
-  char buf[256] = {};
-  ::gethostname(buf, sizeof(buf) - 1);
-  return buf;
-}
-
-LaunchInfo launch_from_environment() {
-  LaunchInfo info;
-  info.world_size = env_int("WORLD_SIZE", 1);
-  info.rank = env_int("RANK", 0);
-  info.local_rank = env_int("LOCAL_RANK", info.rank);
-  info.host = host_name();
-  VI_CHECK(info.world_size >= 1 && info.rank < info.world_size, "RANK={} is outside WORLD_SIZE={}", info.rank,
-           info.world_size);
-  return info;
-}
-
 std::unique_ptr<Communicator> make_local_communicator(c10::Device device) {
   return std::make_unique<LocalCommunicator>(device);
 }
@@ -101,9 +69,12 @@ std::unique_ptr<Communicator> make_local_communicator(c10::Device device) {
 std::unique_ptr<Communicator> make_communicator(const LaunchInfo& launch, c10::Device device) {
   if (launch.world_size == 1) return make_local_communicator(device);
   if (device.is_cuda()) return make_nccl_communicator(launch);
-  VI_CHECK(launch.mpi, "a world of {} ranks on CPU needs MPI, and this binary was built without it",
-           launch.world_size);
-  return make_mpi_communicator();
+  if (launch.mpi) return make_mpi_communicator();
+  VI_CHECK(!launch.master_addr.empty() || launch.launcher == Launcher::kMpi,
+           "a world of {} ranks on the CPU started by {} needs MPI or a rendezvous: set MASTER_ADDR and "
+           "MASTER_PORT (rank 0's host and a free port), or launch with mpirun",
+           launch.world_size, launcher_name(launch.launcher));
+  return make_store_communicator(launch);
 }
 
 }  // namespace vi::parallel
@@ -118,6 +89,14 @@ void finalize_launch() {}
 [[noreturn]] void abort_job(int code) { std::exit(code); }
 std::unique_ptr<Communicator> make_mpi_communicator() {
   VI_FAIL("this binary was built without MPI (configure with VI_WITH_MPI=ON and an MPI installed)");
+}
+#endif
+
+#ifndef VI_HAVE_STORE
+bool built_with_store() { return false; }
+std::unique_ptr<Communicator> make_store_communicator(const LaunchInfo&) {
+  VI_FAIL("this LibTorch has no c10d TCPStore (torch/csrc/distributed/c10d/TCPStore.hpp): a job without MPI needs "
+          "a LibTorch built with distributed support (the PyPI wheels are), or mpirun");
 }
 #endif
 

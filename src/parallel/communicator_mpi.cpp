@@ -76,10 +76,13 @@ bool launched_by_mpi() {
 }  // namespace
 
 LaunchInfo init_launch(int* argc, char*** argv) {
-  // Started by another launcher (RANK/WORLD_SIZE set, no MPI launcher): the environment
-  // defines the world and MPI stays down (NCCL then bootstraps through VI_NCCL_ID_FILE).
-  const char* world = std::getenv("WORLD_SIZE");
-  if (!launched_by_mpi() && world != nullptr && std::string(world) != "1") return launch_from_environment();
+  // Started by another launcher (torchrun-style or srun without an MPI plugin, more than one
+  // rank): the environment defines the world and MPI stays down (MPI_Init would make each
+  // process a world of its own).
+  if (!launched_by_mpi()) {
+    LaunchInfo env = launch_from_environment();
+    if (env.world_size > 1) return env;
+  }
   int initialised = 0;
   MPI_Initialized(&initialised);
   if (!initialised) {
@@ -91,6 +94,7 @@ LaunchInfo init_launch(int* argc, char*** argv) {
   }
   LaunchInfo info;
   info.mpi = true;
+  info.launcher = Launcher::kMpi;
   info.host = host_name();
   VI_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &info.rank));
   VI_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &info.world_size));

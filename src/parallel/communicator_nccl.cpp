@@ -1,6 +1,7 @@
-// NCCL: a communicator for CUDA tensors. MPI only bootstraps it (the unique id is broadcast,
-// the node-local rank picks the GPU); NCCL moves the data. Without MPI, a world of several
-// ranks shares the id through the file named by VI_NCCL_ID_FILE (rank 0 writes it).
+// NCCL: a communicator for CUDA tensors. MPI or the rendezvous store only bootstraps it (the
+// unique id is broadcast, the node-local rank picks the GPU); NCCL moves the data. Without MPI
+// (srun, torchrun), a world of several ranks shares the id through the rendezvous store at
+// MASTER_ADDR:MASTER_PORT, or through the file named by VI_NCCL_ID_FILE (rank 0 writes it).
 //
 // Streams: NCCL runs on the communicator's own stream. Each call waits (on the GPU, through an
 // event) for the work queued so far on torch's current stream, and torch's stream waits for the
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -91,8 +93,30 @@ ncclUniqueId share_unique_id(const LaunchInfo& launch) {
   }
 #endif
   const char* file = std::getenv("VI_NCCL_ID_FILE");
+#ifdef VI_HAVE_STORE
+  // srun or torchrun: through the rendezvous store (rank 0 sets, the others wait for it). The
+  // store stays up: ncclCommInitRank returns only once every rank has joined, so every rank has
+  // read the id by then.
+  if (!launch.master_addr.empty() && (file == nullptr || *file == '\0')) {
+    auto store = rendezvous_store(launch);
+    static int made = 0;  // communicators are made in the same order on every rank
+    const std::string key = "nccl-id/" + std::to_string(made++);
+    if (launch.rank == 0) {
+      const auto* p = reinterpret_cast<const uint8_t*>(&id);
+      store->set(key, std::vector<uint8_t>(p, p + sizeof(id)));
+    } else {
+      const std::vector<uint8_t> bytes = store->get(key);
+      VI_CHECK(bytes.size() == sizeof(id), "rank {}: the NCCL id in the rendezvous store has {} bytes, expected {}",
+               launch.rank, bytes.size(), sizeof(id));
+      std::memcpy(&id, bytes.data(), sizeof(id));
+    }
+    return id;
+  }
+#endif
   VI_CHECK(file != nullptr && *file,
-           "NCCL world of {} ranks without MPI: set VI_NCCL_ID_FILE to a path every rank can read", launch.world_size);
+           "NCCL world of {} ranks without MPI ({}): set MASTER_ADDR and MASTER_PORT (a rendezvous at rank 0's host), "
+           "or VI_NCCL_ID_FILE to a path every rank can read",
+           launch.world_size, launcher_name(launch.launcher));
   namespace fs = std::filesystem;
   if (launch.rank == 0) {
     const std::string tmp = std::string(file) + ".tmp";

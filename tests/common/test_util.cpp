@@ -99,6 +99,11 @@ std::string mpiexec(int ranks) {
          std::to_string(ranks) + " ";
 }
 
+std::unique_ptr<parallel::Communicator> world_communicator() {
+  const parallel::LaunchInfo launch = parallel::init_launch(nullptr, nullptr);
+  return launch.mpi ? parallel::make_mpi_communicator() : parallel::make_communicator(launch, c10::kCPU);
+}
+
 void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));

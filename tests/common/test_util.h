@@ -5,9 +5,11 @@
 #include <spdlog/spdlog.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "core/safetensors.h"
+#include "video_infinity/communicator.h"
 #include "video_infinity/generation_config.h"
 
 namespace vi::test {
@@ -47,6 +49,10 @@ struct CommandResult {
 CommandResult run_command(const std::string& command);
 // mpiexec with the flags our tests need (root, oversubscription, one thread per rank).
 std::string mpiexec(int ranks);
+
+// The CPU communicator of the world this test process was launched into: MPI's under mpiexec
+// (at any size, one included), the rendezvous store's under torchrun or srun without MPI.
+std::unique_ptr<parallel::Communicator> world_communicator();
 
 // Writes bytes to a file (for malformed-input tests).
 void write_file(const std::string& path, const std::string& bytes);

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "common/test_util.h"
 #include "parallel/clip_parallel.h"
 #include "parallel/dual_scope.h"
 
@@ -15,7 +16,7 @@ class ClipParallelTest : public ::testing::Test {
  protected:
   void SetUp() override {
     init_launch(nullptr, nullptr);
-    comm_ = make_mpi_communicator();
+    comm_ = vi::test::world_communicator();
   }
   // The whole video: [A, C, S, F, d], every value distinct.
   static at::Tensor video(int64_t A, int64_t C, int64_t S, int64_t F, int64_t d) {

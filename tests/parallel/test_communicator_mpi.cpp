@@ -1,8 +1,10 @@
-// The MPI communicator under mpiexec -n 1..4: every collective on rank-seeded data, checked
-// exactly on every rank. EXPECT_* only (an early return on one rank would deadlock the rest).
+// The world's communicator, MPI under mpiexec -n 1..4 and the rendezvous store under torchrun
+// (no MPI): every collective on rank-seeded data, checked exactly on every rank. EXPECT_* only
+// (an early return on one rank would deadlock the rest).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "common/test_util.h"
 #include "video_infinity/communicator.h"
 
 using vi::parallel::Communicator;
@@ -13,7 +15,7 @@ class MpiCommunicatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
     launch_ = vi::parallel::init_launch(nullptr, nullptr);
-    comm_ = vi::parallel::make_mpi_communicator();
+    comm_ = vi::test::world_communicator();
   }
   vi::parallel::LaunchInfo launch_;
   std::unique_ptr<Communicator> comm_;
@@ -24,8 +26,8 @@ TEST_F(MpiCommunicatorTest, KnowsItsPlace) {
   EXPECT_EQ(comm_->world_size(), launch_.world_size);
   EXPECT_GE(launch_.local_rank, 0);
   EXPECT_LT(launch_.local_rank, launch_.world_size);
-  EXPECT_TRUE(launch_.mpi);
-  EXPECT_EQ(comm_->name(), "mpi");
+  EXPECT_EQ(comm_->name(), launch_.mpi ? "mpi" : "store");
+  EXPECT_EQ(launch_.launcher, launch_.mpi ? vi::parallel::Launcher::kMpi : vi::parallel::Launcher::kTorchrun);
 }
 
 TEST_F(MpiCommunicatorTest, AllGatherConcatenatesInRankOrder) {

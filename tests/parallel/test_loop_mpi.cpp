@@ -19,7 +19,7 @@ class LoopTest : public ::testing::Test {
  protected:
   void SetUp() override {
     parallel::init_launch(nullptr, nullptr);
-    comm_ = parallel::make_mpi_communicator();
+    comm_ = vi::test::world_communicator();
   }
 
   // Every clip's final latents [C, 4, F, h, w] (all-gathered) of a run whose clip c starts from

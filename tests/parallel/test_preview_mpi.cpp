@@ -26,7 +26,7 @@ class PreviewMpiTest : public ::testing::Test {
  protected:
   void SetUp() override {
     parallel::init_launch(nullptr, nullptr);
-    comm_ = parallel::make_mpi_communicator();
+    comm_ = vi::test::world_communicator();
   }
 
   static GenerationConfig config(int world, int64_t steps, int64_t every) {

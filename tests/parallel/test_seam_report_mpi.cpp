@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "common/test_util.h"
 #include "pipeline/seam_report.h"
 
 using namespace vi::parallel;
@@ -19,7 +20,7 @@ class SeamReportMpiTest : public ::testing::Test {
  protected:
   void SetUp() override {
     init_launch(nullptr, nullptr);
-    comm_ = make_mpi_communicator();
+    comm_ = vi::test::world_communicator();
   }
   std::unique_ptr<Communicator> comm_;
 };

@@ -23,7 +23,7 @@ class VideoInfinityTest : public ::testing::Test {
  protected:
   void SetUp() override {
     parallel::init_launch(nullptr, nullptr);
-    comm_ = parallel::make_mpi_communicator();
+    comm_ = vi::test::world_communicator();
   }
 
   using Run = test::PipelineRun;
