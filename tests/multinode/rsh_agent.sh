@@ -16,7 +16,7 @@ set -u
 root=${1:?usage: rsh_agent.sh VI_HOSTS_ROOT [options] HOST COMMAND...}
 shift
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=hosts.sh
+# shellcheck source=SCRIPTDIR/hosts.sh
 . "$here/hosts.sh"
 hosts_load "$root"
 

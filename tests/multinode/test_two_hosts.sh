@@ -23,7 +23,7 @@ BIN=$(realpath "$1") || exit 2
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 command -v mpirun >/dev/null || { echo "SKIP: mpirun not found"; exit 77; }
 
-# shellcheck source=hosts.sh
+# shellcheck source=SCRIPTDIR/hosts.sh
 . "$HERE/hosts.sh"
 hosts_up 2 || exit $?
 T0=$SECONDS
@@ -210,7 +210,7 @@ expect_checkpoints() {
     for s in $steps; do
       files=$(ls -A "$ROOT/host$h/ckpt/$s" | tr '\n' ' ' | sed 's/ $//')
       if [ "$files" != "$clips" ]; then
-        fail "$stage: host $h's $s holds '$files', expected its own clips only: '$clips'"
+        fail "$stage: host $h's $s holds '$files', expected exactly its own clips: '$clips'"
         bad=1
       fi
     done
