@@ -20,6 +20,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   python3 python3-venv
   openmpi-bin libopenmpi-dev
+  iproute2  # tests/multinode: ip netns
   libcli11-dev libspdlog-dev nlohmann-json3-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
   libgtest-dev
