@@ -1,6 +1,6 @@
 #!/bin/bash
 # shellcheck disable=SC2012  # ls lists names this test chose
-# test_two_hosts.sh BINARY: video-infinity under mpirun across two hosts, for real: two network
+# test_two_hosts.sh BINARY [PYTHON]: video-infinity under mpirun across two hosts, for real: two network
 # namespaces on this machine (hosts.sh), OpenMPI's rsh launcher starting the second host's
 # daemon through rsh_agent.sh, the ranks talking TCP over the namespaces' own network, and a
 # node-local disk on each host (one path, another directory per host).
@@ -14,11 +14,19 @@
 #       before it execs the binary); `check-env` over the same launch says OK;
 #   (d) checkpoints on the node-local disks: after host 1 is lost mid-run, each host's disk holds
 #       only its own clips' files, of the newest one or two steps (every host pruned its own);
-#       --resume on both hosts continues from there to the same bit-identical latents.
+#       --resume on both hosts continues from there to the same bit-identical latents;
+#   (e) without MPI: PyTorch's torchrun on each host (PYTHON's torch.distributed.run, static
+#       rendezvous at host 0: its agent serves the store) and an srun-like start (Slurm's
+#       variables, the rendezvous at the step's first host) give the same check-env and the same
+#       bit-identical latents, the ranks talking through the rendezvous store across hosts.
 # Exit 0 pass, 1 fail (FAIL lines say what), 77 skip (namespaces cannot be made: not root, ...).
 set -u
-[ $# -eq 1 ] || { echo "usage: $0 BINARY" >&2; exit 2; }
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then
+  echo "usage: $0 BINARY [PYTHON with torch, for torchrun]" >&2
+  exit 2
+fi
 BIN=$(realpath "$1") || exit 2
+PYTHON=${2:-}
 [ -x "$BIN" ] || { echo "FAIL: binary $1 is not executable" >&2; exit 1; }
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 command -v mpirun >/dev/null || { echo "SKIP: mpirun not found"; exit 77; }
@@ -244,6 +252,83 @@ else
 fi
 # At the end only the last step's files are left, on both hosts (each pruned its own clips).
 expect_checkpoints "resumed run" "step-000004"
+
+# --- (e) without MPI: torchrun and srun across the two hosts ---------------------------------
+# on_both NAME CMD0 -- CMD1: CMD0 on host 0 and CMD1 on host 1 at once (logs NAME.0.log and
+# NAME.1.log); returns the first non-zero status.
+on_both() {
+  local name=$1 cmd0=() cmd1=() p0 p1 s0 s1
+  shift
+  while [ "$1" != "--" ]; do cmd0+=("$1"); shift; done
+  shift
+  cmd1=("$@")
+  on_host 0 timeout 90 "${cmd0[@]}" >"$LOGS/$name.0.log" 2>&1 &
+  p0=$!
+  on_host 1 timeout 90 "${cmd1[@]}" >"$LOGS/$name.1.log" 2>&1 &
+  p1=$!
+  wait $p0; s0=$?
+  wait $p1; s1=$?
+  [ $s0 -ne 0 ] && return $s0
+  return $s1
+}
+# expect_check_env NAME LAUNCHER: rank 0's check-env log names the launcher, 4 ranks on both
+# hosts, the store communicator, and OK.
+expect_check_env() {
+  local log=$LOGS/$1.0.log
+  if grep -q "launched by $2: 4 ranks" "$log" && grep -q "rank 1: local rank 1, host $H0" "$log" &&
+    grep -q "rank 2: local rank 0, host $H1" "$log" && grep -q "communicator: store, 4 ranks" "$log" &&
+    grep -q "values checked on every rank: OK" "$log"; then
+    pass "$1: check-env lists ranks 0-1 on $H0 and 2-3 on $H1, store communicator OK"
+  else
+    sed 's/^/    | /' "$log" | tail -20
+    fail "$1: check-env did not list 4 ranks on both hosts with the store communicator and OK"
+  fi
+}
+expect_same_latents() {
+  if same_latents "$SHARED/single.safetensors" "$ROOT/host0/$1.safetensors"; then
+    pass "$1: latents bit-identical to one host's (mpirun)"
+  else
+    sed 's/^/    | /' "$LOGS/$1.0.log" | tail -20
+    fail "$1: latents differ from one host's"
+  fi
+}
+
+if [ -n "$PYTHON" ] && "$PYTHON" -c 'import torch.distributed.run' 2>/dev/null; then
+  # torchrun's static rendezvous: node 0's agent serves the store at --master-addr; every worker
+  # gets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, TORCHELASTIC_USE_AGENT_STORE.
+  TR=(env OMP_NUM_THREADS=1 "$PYTHON" -m torch.distributed.run --nnodes 2 --nproc-per-node 2 --master-addr "$H0"
+    --master-port 29500 --no-python)
+  on_both torchrun-check-env "${TR[@]}" --node-rank 0 "$BIN" check-env --megabytes 1 --rounds 2 -- \
+    "${TR[@]}" --node-rank 1 "$BIN" check-env --megabytes 1 --rounds 2 || fail "torchrun: check-env exited non-zero"
+  expect_check_env torchrun-check-env "a torchrun-style environment"
+  on_both torchrun "${TR[@]}" --node-rank 0 "$BIN" "${GEN[@]}" --output torchrun.mp4 --save-latents torchrun.safetensors -- \
+    "${TR[@]}" --node-rank 1 "$BIN" "${GEN[@]}" --output torchrun.mp4 --save-latents torchrun.safetensors \
+    || fail "torchrun: the generation exited non-zero"
+  expect_same_latents torchrun
+else
+  echo "SKIP: torchrun part (no PYTHON with torch given)"
+fi
+
+# srun without an MPI plugin: each task gets SLURM_PROCID, SLURM_LOCALID, SLURM_STEP_NUM_TASKS and
+# the step's host list; the rendezvous is the list's first host, port 20000 + job id mod 20000.
+srun_like() {  # srun_like NAME ARGS...: 2 tasks on each host
+  local name=$1 h l pids=() status=0
+  shift
+  for h in 0 1; do
+    for l in 0 1; do
+      on_host "$h" timeout 90 env OMP_NUM_THREADS=1 SLURM_STEP_NUM_TASKS=4 SLURM_PROCID=$((2 * h + l)) \
+        SLURM_LOCALID=$l SLURM_STEP_NODELIST="$H0,$H1" SLURM_JOB_ID=$((VI_HOSTS_TAG % 20000)) SLURM_STEP_ID=0 \
+        "$BIN" "$@" >"$LOGS/$name.$((2 * h + l)).log" 2>&1 &
+      pids+=($!)
+    done
+  done
+  for p in "${pids[@]}"; do wait "$p" || status=$?; done
+  return $status
+}
+srun_like srun-check-env check-env --megabytes 1 --rounds 2 || fail "srun: check-env exited non-zero"
+expect_check_env srun-check-env "Slurm (srun)"
+srun_like srun "${GEN[@]}" --output srun.mp4 --save-latents srun.safetensors || fail "srun: the generation exited non-zero"
+expect_same_latents srun
 
 echo "($((SECONDS - T0)) s)"
 if [ $failures -ne 0 ]; then
