@@ -18,6 +18,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <type_traits>
 
 #include "core/check.h"
 #include "parallel/launch.h"
@@ -79,8 +80,10 @@ class StoreCommunicator final : public Communicator {
   }
 
   // The last use of the store: every rank says so, and rank 0 (which may serve the store) waits
-  // until all have, so that no rank's final operation finds the server gone.
+  // until all have (at most a minute), so that no rank's final operation finds the server gone.
+  // Not after a failed wait: the job is ending with an error then.
   ~StoreCommunicator() override {
+    if (broken_) return;  // a peer is gone or hung: nobody to wait for
     try {
       const std::string bye = prefix_ + "bye";
       if (store_->add(bye, 1) == size_) store_->set(bye + "/all", std::vector<uint8_t>{1});
@@ -96,6 +99,29 @@ class StoreCommunicator final : public Communicator {
   c10::Device device() const override { return c10::kCPU; }
 
   at::Tensor all_gather(const at::Tensor& tensor) override {
+    return guarded("all_gather", [&] { return all_gather_impl(tensor); });
+  }
+  void all_reduce_sum(at::Tensor& tensor) override {
+    return guarded("all_reduce_sum", [&] { return all_reduce_sum_impl(tensor); });
+  }
+  Neighbors exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right, Topology topology) override {
+    return guarded("exchange_neighbors", [&] { return exchange_neighbors_impl(to_left, to_right, topology); });
+  }
+  void broadcast(at::Tensor& tensor, int root) override {
+    return guarded("broadcast", [&] { return broadcast_impl(tensor, root); });
+  }
+  void barrier() override {
+    return guarded("barrier", [&] { return barrier_impl(); });
+  }
+  void send(const at::Tensor& tensor, int dst) override {
+    return guarded("send", [&] { return send_impl(tensor, dst); });
+  }
+  void recv(at::Tensor& tensor, int src) override {
+    return guarded("recv", [&] { return recv_impl(tensor, src); });
+  }
+
+ private:
+  at::Tensor all_gather_impl(const at::Tensor& tensor) {
     check_cpu(tensor, "all_gather");
     VI_CHECK(tensor.dim() > 0, "store all_gather: a 0-d tensor cannot be concatenated along dim 0");
     const std::string op = next_op();
@@ -110,7 +136,7 @@ class StoreCommunicator final : public Communicator {
     return at::cat(parts, 0);
   }
 
-  void all_reduce_sum(at::Tensor& tensor) override {
+  void all_reduce_sum_impl(at::Tensor& tensor) {
     // Every rank sums the same parts in rank order: the same result everywhere, bit for bit.
     // Half precision is summed in fp32, as the MPI communicator does.
     const at::ScalarType type = tensor.scalar_type();
@@ -120,7 +146,7 @@ class StoreCommunicator final : public Communicator {
     tensor.copy_(all.sum(0, /*keepdim=*/false, work.scalar_type()).view(tensor.sizes()));
   }
 
-  Neighbors exchange_neighbors(const at::Tensor& to_left, const at::Tensor& to_right, Topology topology) override {
+  Neighbors exchange_neighbors_impl(const at::Tensor& to_left, const at::Tensor& to_right, Topology topology) {
     check_cpu(to_left, "exchange_neighbors");
     check_cpu(to_right, "exchange_neighbors");
     const NeighborRanks peer = neighbor_ranks(rank_, size_, topology);
@@ -135,7 +161,7 @@ class StoreCommunicator final : public Communicator {
     return got;
   }
 
-  void broadcast(at::Tensor& tensor, int root) override {
+  void broadcast_impl(at::Tensor& tensor, int root) {
     VI_CHECK(root >= 0 && root < size_, "broadcast: root {} outside a world of {}", root, size_);
     check_cpu(tensor, "broadcast");
     const std::string op = next_op();
@@ -147,7 +173,7 @@ class StoreCommunicator final : public Communicator {
     finish(op, size_ - 1, [&] { store_->deleteKey(op + "b"); });
   }
 
-  void barrier() override {
+  void barrier_impl() {
     const std::string op = next_op();
     if (store_->add(op + "n", 1) == size_) store_->set(op + "go", std::vector<uint8_t>{1});
     wait_for(op + "go", -1, "barrier");
@@ -157,19 +183,35 @@ class StoreCommunicator final : public Communicator {
     });
   }
 
-  void send(const at::Tensor& tensor, int dst) override {
+  void send_impl(const at::Tensor& tensor, int dst) {
     VI_CHECK(dst >= 0 && dst < size_ && dst != rank_, "send: rank {} to rank {} in a world of {}", rank_, dst, size_);
     check_cpu(tensor, "send");
     put(message_key(rank_, dst, sent_[dst]++), tensor, 1);
   }
 
-  void recv(at::Tensor& tensor, int src) override {
+  void recv_impl(at::Tensor& tensor, int src) {
     VI_CHECK(src >= 0 && src < size_ && src != rank_, "recv: rank {} from rank {} in a world of {}", rank_, src, size_);
     check_cpu(tensor, "recv");
     tensor.copy_(take(message_key(src, rank_, received_[src]++), src, tensor, "recv", true));
   }
 
- private:
+  // Runs one operation; any failure of the store (a timeout, a lost connection: rank 0 or
+  // torchrun's agent ended) marks the communicator broken and becomes an error naming this rank.
+  template <typename F>
+  std::invoke_result_t<F> guarded(const char* op, F f) {
+    try {
+      return f();
+    } catch (const Error&) {
+      broken_ = true;
+      throw;
+    } catch (const std::exception& e) {
+      broken_ = true;
+      const std::string what = e.what();
+      VI_FAIL("store {}: rank {} lost the rendezvous store (did rank 0, or torchrun's agent, end?): {}", op, rank_,
+              what.substr(0, what.find('\n')));
+    }
+  }
+
   static void check_cpu(const at::Tensor& t, const char* op) {
     VI_CHECK(t.device().is_cpu(), "store {}: the store communicator takes CPU tensors, got {}", op, t.device().str());
   }
@@ -185,19 +227,24 @@ class StoreCommunicator final : public Communicator {
     count_sent(tensor.nbytes() * static_cast<uint64_t>(receivers));
   }
 
-  // Waits for `key` (written by rank `from`); the error names that rank.
+  // Waits for `key` (written by rank `from`); the error names that rank, or says the store
+  // itself is gone when the wait ended early (a closed connection, not the timeout).
   void wait_for(const std::string& key, int from, const char* op) {
     const double seconds = timeout() > 0 ? timeout() : 30.0 * 24 * 3600;
+    const auto start = std::chrono::steady_clock::now();
     try {
       store_->wait({key}, std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
     } catch (const std::exception& e) {
+      broken_ = true;
       const std::string what = e.what();
-      if (from >= 0) {
-        VI_FAIL("store {}: rank {} waited {:.0f} s for rank {} (stopped, dead or hung?): {}", op, rank_, seconds, from,
-                what.substr(0, what.find('\n')));
-      }
-      VI_FAIL("store {}: rank {} waited {:.0f} s for the other ranks (stopped, dead or hung?): {}", op, rank_, seconds,
-              what.substr(0, what.find('\n')));
+      const std::string first_line = what.substr(0, what.find('\n'));
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      VI_CHECK(waited >= 0.9 * seconds,
+               "store {}: rank {} lost the rendezvous store after {:.1f} s (did rank 0, or torchrun's agent, end?): {}",
+               op, rank_, waited, first_line);
+      const std::string whom = from >= 0 ? fmt::format("rank {}", from) : std::string("the other ranks");
+      VI_FAIL("store {}: rank {} waited {:.0f} s for {} (stopped, dead or hung?): {}", op, rank_, seconds, whom,
+              first_line);
     }
   }
 
@@ -228,6 +275,7 @@ class StoreCommunicator final : public Communicator {
   std::string prefix_;
   int64_t op_ = 0;
   std::map<int, int64_t> sent_, received_;
+  bool broken_ = false;  // a wait failed
 };
 
 }  // namespace
