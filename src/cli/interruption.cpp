@@ -54,15 +54,24 @@ std::string shell_quote(const std::string& word) {
 
 std::string rerun_command(const std::vector<std::string>& argv, const parallel::LaunchInfo& launch, bool resume) {
   std::vector<std::string> words = argv;
+  // The launcher's own command line when it started this process directly (mpirun on this node,
+  // torchrun's agent with --no-python): its argv ends with ours.
+  const std::vector<std::string> parent = parent_argv();
+  const bool ends_with_ours = parent.size() > argv.size() &&
+                              std::equal(argv.begin(), argv.end(), parent.end() - static_cast<std::ptrdiff_t>(argv.size()));
+  const bool torchrun = std::any_of(parent.begin(), parent.end(), [](const std::string& w) {
+    return w == "torch.distributed.run" || std::filesystem::path(w).filename() == "torchrun";
+  });
   if (launch.mpi) {
-    const std::vector<std::string> parent = parent_argv();
-    const bool ends_with_ours = parent.size() > argv.size() && std::equal(argv.begin(), argv.end(), parent.end() -
-                                                                              static_cast<std::ptrdiff_t>(argv.size()));
     if (!parent.empty() && is_mpi_launcher(parent.front()) && ends_with_ours) {
       words = parent;
     } else if (launch.world_size > 1) {
       words.insert(words.begin(), {"mpiexec", "-n", std::to_string(launch.world_size)});
     }
+  } else if (launch.launcher == parallel::Launcher::kTorchrun && torchrun && ends_with_ours) {
+    words = parent;  // this node's torchrun command (each node reruns its own)
+  } else if (launch.launcher == parallel::Launcher::kSlurm) {
+    words.insert(words.begin(), {"srun", "-n", std::to_string(launch.world_size)});
   }
   if (resume && std::find(argv.begin(), argv.end(), "--resume") == argv.end()) words.push_back("--resume");
   return join_quoted(words);

@@ -19,7 +19,8 @@ std::string shell_quote(const std::string& word);
 // The command that runs this job again, shell-quoted, with --resume added when `resume` and
 // missing. `argv` is this process's; under MPI it is the launcher's command line when the
 // launcher (mpiexec, mpirun, ...) is this rank's parent and ends with `argv`, else
-// "mpiexec -n <world size>" + argv.
+// "mpiexec -n <world size>" + argv; under torchrun, its command line likewise (this node's);
+// under srun, "srun -n <world size>" + argv.
 std::string rerun_command(const std::vector<std::string>& argv, const parallel::LaunchInfo& launch, bool resume);
 
 // On rank 0: sets the termination line for a generate job and keeps it current.
