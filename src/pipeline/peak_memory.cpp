@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "core/memory_stats.h"
+#include "parallel/launch.h"
 #include "video_infinity/communicator.h"
 
 #ifdef VI_TORCH_HAS_CUDA
@@ -43,11 +44,13 @@ std::vector<RankPeakMemory> gather_peak_memory(parallel::Communicator& comm) {
                                at::TensorOptions().dtype(at::kLong))
                         .reshape({1, 3});
   at::Tensor all = comm.all_gather(mine.to(comm.device())).cpu().contiguous();  // [world, 3]
+  const std::vector<std::string> hosts = parallel::all_gather_strings(comm, parallel::host_name());
   const auto* v = all.data_ptr<int64_t>();
   std::vector<RankPeakMemory> out;
   for (int r = 0; r < all.size(0); ++r) {
     RankPeakMemory m;
     m.rank = r;
+    m.host = hosts[static_cast<size_t>(r)];
     m.rss_bytes = v[3 * r];
     if (v[3 * r + 1] != 0) m.cuda_bytes = v[3 * r + 2];
     out.push_back(m);
@@ -59,6 +62,7 @@ nlohmann::json peak_memory_json(const std::vector<RankPeakMemory>& ranks) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& m : ranks) {
     out.push_back({{"rank", m.rank},
+                   {"host", m.host},
                    {"rss_bytes", m.rss_bytes},
                    {"cuda_bytes", m.cuda_bytes ? nlohmann::json(*m.cuda_bytes) : nlohmann::json(nullptr)}});
   }
@@ -74,9 +78,16 @@ std::string peak_memory_summary(const nlohmann::json& peak_memory) {
     return fmt::format("peak memory: {} RSS{}\n", bytes_str(m["rss_bytes"]),
                        cuda ? ", " + bytes_str(m["cuda_bytes"]) + " CUDA allocated" : "");
   }
-  std::string s = cuda ? "| rank | peak RSS | peak CUDA allocated |\n|---|---|---|\n" : "| rank | peak RSS |\n|---|---|\n";
+  // The host column only when the ranks ran on more than one host.
+  bool hosts = false;
+  for (const auto& m : peak_memory) hosts |= m.value("host", std::string()) != peak_memory[0].value("host", std::string());
+  std::string s = std::string("| rank |") + (hosts ? " host |" : "") + " peak RSS |" +
+                  (cuda ? " peak CUDA allocated |" : "") + "\n|---|" + (hosts ? "---|" : "") + "---|" +
+                  (cuda ? "---|" : "") + "\n";
   for (const auto& m : peak_memory) {
-    s += fmt::format("| {} | {} |", m["rank"].get<int>(), bytes_str(m["rss_bytes"]));
+    s += fmt::format("| {} |", m["rank"].get<int>());
+    if (hosts) s += fmt::format(" {} |", m.value("host", std::string()));
+    s += fmt::format(" {} |", bytes_str(m["rss_bytes"]));
     s += cuda ? fmt::format(" {} |\n", bytes_str(m["cuda_bytes"])) : "\n";
   }
   return s;

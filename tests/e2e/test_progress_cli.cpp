@@ -53,6 +53,9 @@ class ProgressTest : public ::testing::Test {
     ASSERT_EQ(peaks.size(), static_cast<size_t>(ranks)) << peaks;
     for (int r = 0; r < ranks; ++r) {
       EXPECT_EQ(peaks[r]["rank"], r) << peaks;
+      char host[256] = {};
+      ::gethostname(host, sizeof(host) - 1);
+      EXPECT_EQ(peaks[r]["host"], std::string(host)) << peaks;  // every rank of these runs is here
       EXPECT_GT(peaks[r]["rss_bytes"].get<double>(), 50e6) << peaks;
       EXPECT_LT(peaks[r]["rss_bytes"].get<double>(), machine) << peaks;
       EXPECT_TRUE(peaks[r]["cuda_bytes"].is_null()) << "a CPU run has no CUDA peak: " << peaks;

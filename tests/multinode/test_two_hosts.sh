@@ -158,6 +158,14 @@ if [ -f "$ROOT/host0/two.safetensors" ] && [ -f "$ROOT/host0/two.mp4" ] && [ -z 
 else
   fail "two hosts: expected two.mp4 and two.safetensors on host 0's disk only; host 0: $(ls "$ROOT/host0" | tr '\n' ' '); host 1: $(ls "$ROOT/host1" | tr '\n' ' ')"
 fi
+# The sidecar records where each rank ran (its peak memory rows carry the host).
+hosts_json=$(python3 -c 'import json,sys; print(" ".join(r["host"] for r in json.load(open(sys.argv[1]))["peak_memory"]))' \
+  "$ROOT/host0/two.mp4.json" 2>&1)
+if [ "$hosts_json" = "$H0 $H0 $H1 $H1" ]; then
+  pass "two hosts: the sidecar's peak_memory names each rank's host"
+else
+  fail "two hosts: the sidecar's peak_memory hosts are '$hosts_json', expected '$H0 $H0 $H1 $H1'"
+fi
 if same_latents "$SHARED/single.safetensors" "$ROOT/host0/two.safetensors"; then
   pass "two hosts: latents bit-identical to one host's"
 else
