@@ -7,7 +7,7 @@
 #      mpi), then the gpu label, which must skip cleanly without a device.
 #   2. The lent GPU machine's build, exactly as scripts/gpu_check.sh does it there (header-only
 #      dependencies from .carry/, no MPI/ffmpeg): configure and compile what it runs.
-#   3. Each libFuzzer target for VI_FUZZ_SECONDS (default 45) seconds, two at a time
+#   3. Each libFuzzer target for VI_FUZZ_SECONDS (default 30) seconds, two at a time
 #      (scripts/fuzz.sh).
 #   4. ASan+UBSan build (at -O0) of the library and tests; the unit and tiny tests under it.
 # Usage:
@@ -25,7 +25,7 @@ case "${1:-}" in
   --sanitize) mode=sanitize; shift ;;
 esac
 jobs=${VI_JOBS:-$(nproc)}
-fuzz_seconds=${VI_FUZZ_SECONDS:-45}
+fuzz_seconds=${VI_FUZZ_SECONDS:-30}
 
 scripts/install_deps.sh || exit 1
 

@@ -30,6 +30,9 @@
 #ifdef VI_TORCH_HAS_CUDA
 #include <c10/cuda/CUDAStream.h>
 #endif
+#ifdef VI_HAVE_STORE
+#include <torch/csrc/distributed/c10d/Store.hpp>
+#endif
 
 namespace vi::parallel {
 

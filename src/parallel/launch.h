@@ -6,7 +6,10 @@
 #include "video_infinity/communicator.h"
 
 #ifdef VI_HAVE_STORE
-#include <torch/csrc/distributed/c10d/Store.hpp>
+#include <c10/util/intrusive_ptr.h>
+namespace c10d {
+class Store;  // torch/csrc/distributed/c10d/Store.hpp: heavy (custom classes), only where used
+}
 #endif
 
 namespace vi::parallel {
