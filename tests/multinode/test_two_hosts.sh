@@ -120,11 +120,13 @@ fi
 # --- (c) two hosts, 2 ranks each ------------------------------------------------------------
 if run check-env 60 "${MPI_HOSTS[@]}" "${PROBE[@]}" "$BIN" check-env --megabytes 1 --rounds 2 \
   && grep -q "communicator: mpi, 4 ranks" "$LOGS/check-env.log" \
+  && grep -q "rank 1: local rank 1, host $H0" "$LOGS/check-env.log" \
+  && grep -q "rank 2: local rank 0, host $H1" "$LOGS/check-env.log" \
   && grep -q "values checked on every rank: OK" "$LOGS/check-env.log"; then
-  pass "two hosts: check-env says OK"
+  pass "two hosts: check-env lists ranks 0-1 on $H0 and 2-3 on $H1 and says OK"
 else
   show_log check-env
-  fatal "two hosts: check-env did not report 4 ranks and OK (see above)"
+  fatal "two hosts: check-env did not list 4 ranks on both hosts and OK (see above)"
 fi
 
 # expect_placement NAME: the probe lines say ranks 0-1 ran on host 0 and ranks 2-3 on host 1,
