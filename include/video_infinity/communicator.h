@@ -117,7 +117,9 @@ LaunchInfo launch_from_environment();
 // The first host of a Slurm host list ("gpu[03-04,07],cpu1" -> "gpu03").
 std::string first_slurm_host(const std::string& nodelist);
 
-// Initialises MPI when available (idempotent). Call once at the start of main.
+// Where this process stands: the environment's launch when srun or torchrun started several
+// ranks without MPI (MPI stays down), else MPI's world (initialised here when the binary has
+// MPI; idempotent), else a world of one. Call once at the start of main.
 LaunchInfo init_launch(int* argc, char*** argv);
 // Finalises MPI if init_launch started it.
 void finalize_launch();
