@@ -7,7 +7,7 @@
 #      mpi), then the gpu label, which must skip cleanly without a device.
 #   2. The lent GPU machine's build, exactly as scripts/gpu_check.sh does it there (header-only
 #      dependencies from .carry/, no MPI/ffmpeg): configure and compile what it runs.
-#   3. Each libFuzzer target for VI_FUZZ_SECONDS (default 30) seconds, two at a time
+#   3. Each libFuzzer target for VI_FUZZ_SECONDS (default 20) seconds, two at a time
 #      (scripts/fuzz.sh).
 #   4. ASan+UBSan build (at -O0) of the library and tests; the unit and tiny tests under it.
 # Usage:
@@ -25,7 +25,7 @@ case "${1:-}" in
   --sanitize) mode=sanitize; shift ;;
 esac
 jobs=${VI_JOBS:-$(nproc)}
-fuzz_seconds=${VI_FUZZ_SECONDS:-30}
+fuzz_seconds=${VI_FUZZ_SECONDS:-20}
 
 scripts/install_deps.sh || exit 1
 
@@ -51,7 +51,8 @@ build() {  # build DIR TARGET CMAKE_ARGS...: configure and build TARGET ("all": 
 
 release() {
   local dir=${VI_BUILD_DIR:-build}
-  build "$dir" all -DVI_SANITIZE=OFF -DVI_WITH_NCCL=ON || return 1
+  # One ctest per unit/tiny test executable (fewer process starts; e2e and MPI tests per TEST).
+  build "$dir" all -DVI_SANITIZE=OFF -DVI_WITH_NCCL=ON -DVI_TEST_PER_EXECUTABLE=ON || return 1
   # What was built (the configure output above says LibTorch x (CUDA ON) | NCCL ON): the binary
   # links libtorch_cuda.
   echo "test.sh: $(ldd "$dir/src/video-infinity" | grep -oE 'lib(torch_cuda|nccl|cudart)[^ ]*' | sort -u | tr '\n' ' ')"
@@ -69,8 +70,9 @@ sanitize() {
   # -O0: the least compile time (the stage's cost is compiling; -O1 took 392 s of the clean-clone
   # suite); the tests' time is LibTorch's own (uninstrumented).
   # Only what the unit and tiny labels run (the release stage builds everything).
+  # One ctest per test executable: 185 process starts (~0.6 s each under ASan) become ~40.
   build "${VI_SANITIZE_BUILD_DIR:-build-sanitize}" vi_unit_and_tiny_tests -DVI_SANITIZE=ON \
-    -DCMAKE_CXX_FLAGS_RELEASE=-O0 || return 1
+    -DCMAKE_CXX_FLAGS_RELEASE=-O0 -DVI_TEST_PER_EXECUTABLE=ON || return 1
   # Leak reports off: LibTorch keeps global allocations alive until exit.
   (cd "${VI_SANITIZE_BUILD_DIR:-build-sanitize}" &&
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} ctest --output-on-failure -j "$jobs" --label-regex 'unit|tiny' "$@")

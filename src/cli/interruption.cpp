@@ -57,8 +57,9 @@ std::string rerun_command(const std::vector<std::string>& argv, const parallel::
   // The launcher's own command line when it started this process directly (mpirun on this node,
   // torchrun's agent with --no-python): its argv ends with ours.
   const std::vector<std::string> parent = parent_argv();
-  const bool ends_with_ours = parent.size() > argv.size() &&
-                              std::equal(argv.begin(), argv.end(), parent.end() - static_cast<std::ptrdiff_t>(argv.size()));
+  const auto our_length = static_cast<std::ptrdiff_t>(argv.size());
+  const bool ends_with_ours =
+      parent.size() > argv.size() && std::equal(argv.begin(), argv.end(), parent.end() - our_length);
   const bool torchrun = std::any_of(parent.begin(), parent.end(), [](const std::string& w) {
     return w == "torch.distributed.run" || std::filesystem::path(w).filename() == "torchrun";
   });

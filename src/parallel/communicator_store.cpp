@@ -73,7 +73,7 @@ std::vector<uint8_t> to_bytes(const at::Tensor& tensor) {
 class StoreCommunicator final : public Communicator {
  public:
   explicit StoreCommunicator(const LaunchInfo& launch)
-      : rank_(launch.rank), size_(launch.world_size), store_(rendezvous_store(launch)) {
+      : rank_(launch.rank), size_(launch.world_size), host_(launch.host), store_(rendezvous_store(launch)) {
     // Communicators are made in the same order on every rank: the n-th has the same keys everywhere.
     static std::atomic<int> made{0};
     prefix_ = "c" + std::to_string(made++) + "/";
@@ -207,7 +207,8 @@ class StoreCommunicator final : public Communicator {
     } catch (const std::exception& e) {
       broken_ = true;
       const std::string what = e.what();
-      VI_FAIL("store {}: rank {} lost the rendezvous store (did rank 0, or torchrun's agent, end?): {}", op, rank_,
+      VI_FAIL("store {}: rank {} ({}) lost the rendezvous store (did rank 0, or torchrun's agent, end?): {}", op, rank_,
+              host_,
               what.substr(0, what.find('\n')));
     }
   }
@@ -240,11 +241,12 @@ class StoreCommunicator final : public Communicator {
       const std::string first_line = what.substr(0, what.find('\n'));
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       VI_CHECK(waited >= 0.9 * seconds,
-               "store {}: rank {} lost the rendezvous store after {:.1f} s (did rank 0, or torchrun's agent, end?): {}",
-               op, rank_, waited, first_line);
+               "store {}: rank {} ({}) lost the rendezvous store after {:.1f} s (did rank 0, or torchrun's agent, "
+               "end?): {}",
+               op, rank_, host_, waited, first_line);
       const std::string whom = from >= 0 ? fmt::format("rank {}", from) : std::string("the other ranks");
-      VI_FAIL("store {}: rank {} waited {:.0f} s for {} (stopped, dead or hung?): {}", op, rank_, seconds, whom,
-              first_line);
+      VI_FAIL("store {}: rank {} ({}) waited {:.0f} s for {} (stopped, dead or hung?): {}", op, rank_, host_, seconds,
+              whom, first_line);
     }
   }
 
@@ -271,6 +273,7 @@ class StoreCommunicator final : public Communicator {
   }
 
   int rank_, size_;
+  std::string host_;
   c10::intrusive_ptr<c10d::Store> store_;
   std::string prefix_;
   int64_t op_ = 0;

@@ -79,8 +79,9 @@ std::string peak_memory_summary(const nlohmann::json& peak_memory) {
                        cuda ? ", " + bytes_str(m["cuda_bytes"]) + " CUDA allocated" : "");
   }
   // The host column only when the ranks ran on more than one host.
+  const std::string first_host = peak_memory[0].value("host", std::string());
   bool hosts = false;
-  for (const auto& m : peak_memory) hosts |= m.value("host", std::string()) != peak_memory[0].value("host", std::string());
+  for (const auto& m : peak_memory) hosts |= m.value("host", std::string()) != first_host;
   std::string s = std::string("| rank |") + (hosts ? " host |" : "") + " peak RSS |" +
                   (cuda ? " peak CUDA allocated |" : "") + "\n|---|" + (hosts ? "---|" : "") + "---|" +
                   (cuda ? "---|" : "") + "\n";
