@@ -70,7 +70,7 @@ std::unique_ptr<Communicator> make_communicator(const LaunchInfo& launch, c10::D
   if (launch.world_size == 1) return make_local_communicator(device);
   if (device.is_cuda()) return make_nccl_communicator(launch);
   if (launch.mpi) return make_mpi_communicator();
-  VI_CHECK(!launch.master_addr.empty() || launch.launcher == Launcher::kMpi,
+  VI_CHECK(!launch.master_addr.empty(),
            "a world of {} ranks on the CPU started by {} needs MPI or a rendezvous: set MASTER_ADDR and "
            "MASTER_PORT (rank 0's host and a free port), or launch with mpirun",
            launch.world_size, launcher_name(launch.launcher));
